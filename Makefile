@@ -1,0 +1,40 @@
+# SmartPOS core. `make run` brings the platform up; `make test` runs every test. See README.md.
+SHELL := /bin/bash
+UV := $(shell scripts/ensure-uv.sh)
+RUN := $(UV) run --frozen
+
+.PHONY: help sync infra migrate bootstrap-admin run test pytest lint format bench
+
+help:
+	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
+	@echo "make test  - infrastructure, fresh test databases, the whole pytest suite, ruff and mypy"
+	@echo "make lint  - ruff and mypy only"
+
+sync:
+	@$(UV) sync --frozen --quiet
+
+infra: sync
+	@$(RUN) python scripts/infra.py
+
+migrate: infra
+	@$(RUN) smartpos migrate all upgrade head
+
+run: migrate
+	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002} (Ctrl-C stops them all)"
+	@$(RUN) honcho start -f Procfile
+
+test: infra
+	@$(RUN) pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory lint
+
+pytest: infra
+	@$(RUN) pytest $(PYTEST_ARGS)
+
+lint: sync
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth smartpos_cli
+
+format: sync
+	@$(RUN) ruff format .
+	@$(RUN) ruff check --fix .

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+from smartpos_shared.settings import Environment, ServiceSettings
+
+# Documented development value (README, API.md): never accepted in production.
+DEV_WEBHOOK_SECRET = "whsec_dev_smartpos_local_only"
+
+
+class PgwMode(StrEnum):
+    mock = "mock"
+    manual = "manual"
+    http = "http"
+
+
+class PortalSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PORTAL_", extra="ignore")
+    service_name = "portal"
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_portal"
+    port: int = 8000
+    pgw_mode: PgwMode = Field(default=PgwMode.mock, validation_alias=AliasChoices("SMARTPOS_PGW_MODE", "pgw_mode"))
+    pgw_webhook_secret: str = Field(
+        default=DEV_WEBHOOK_SECRET,
+        validation_alias=AliasChoices("SMARTPOS_PGW_WEBHOOK_SECRET", "pgw_webhook_secret"),
+    )
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.env is Environment.production:
+            if self.pgw_mode is PgwMode.mock:
+                problems.append("SMARTPOS_PGW_MODE=mock is not allowed")
+            if self.pgw_webhook_secret == DEV_WEBHOOK_SECRET or len(self.pgw_webhook_secret) < 32:
+                problems.append("SMARTPOS_PGW_WEBHOOK_SECRET must be set to a secret of at least 32 characters")
+        return problems

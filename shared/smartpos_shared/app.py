@@ -1,0 +1,133 @@
+"""The FastAPI factory every service uses: infrastructure clients, middleware, errors, health and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .db import create_engine, make_sessionmaker
+from .errors import PROBLEM_COMPONENT, install_error_handlers, problem
+from .health import router as health_router
+from .logging import configure_logging
+from .nats import NatsConnection
+from .observability import Metrics, ObservabilityMiddleware
+from .settings import ServiceSettings
+
+log = structlog.get_logger("smartpos.app")
+
+Extension = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over `limit` bytes with 413, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._refuse(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413, "payload_too_large", "Payload too large", f"request bodies are limited to {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    extensions: Sequence[Extension] = (),
+    access_log: bool = True,
+) -> FastAPI:
+    """Build a service app. `extensions` are async context managers entered after the shared clients exist
+    (in order) and left before they close: consumers, relays, background tasks."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level)
+        app.state.engine = create_engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        app.state.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=False
+        )
+        app.state.nats = NatsConnection(settings.nats_url, name=settings.service_name)
+        await app.state.nats.start()
+        log.info("service_starting", env=settings.env.value, port=settings.port)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for extension in extensions:
+                    await stack.enter_async_context(extension(app))
+                yield
+        finally:
+            await app.state.nats.close()
+            await app.state.redis.aclose()
+            await app.state.engine.dispose()
+            log.info("service_stopped")
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics(settings.service_name)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics, access_log=access_log)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_COMPONENT
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

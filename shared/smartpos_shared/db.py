@@ -1,0 +1,67 @@
+"""Async engine, declarative base with deterministic constraint names, and the per-request transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import DateTime, MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_base() -> type[DeclarativeBase]:
+    """A declarative base of its own per service (each owns a database and an Alembic environment)."""
+
+    class Base(DeclarativeBase):
+        metadata = MetaData(naming_convention=NAMING_CONVENTION)
+        type_annotation_map = {datetime: DateTime(timezone=True)}
+
+    return Base
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": 5,
+            "command_timeout": 30,
+            "server_settings": {"application_name": "smartpos"},
+        },
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the endpoint returns, rolled back if it raises.
+
+    Used with `scope="function"` so the commit happens before the response is sent: a failed commit is an
+    error response, never a 2xx for a change that did not persist.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.databases import TestDatabase, migrate_to_head, recreate, test_database
+
+
+@pytest.fixture(scope="session")
+def databases() -> dict[str, TestDatabase]:
+    """Fresh databases for this run, one per service, built by the services' real migrations."""
+    dbs = {service: test_database(service) for service in ("portal", "smarttab", "device-auth")}
+    for db in dbs.values():
+        asyncio.run(recreate(db))
+        migrate_to_head(db)
+    return dbs
+
+
+@pytest.fixture(scope="session")
+def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
+    """Environment for service processes: the test databases, quiet logs."""
+    env = {db.env_var: db.url for db in databases.values()}
+    env.update({"SMARTPOS_ENV": "development", "SMARTPOS_LOG_LEVEL": "WARNING", "SMARTPOS_ACCESS_LOG": "false"})
+    return env
