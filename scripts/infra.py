@@ -139,7 +139,27 @@ def ensure_postgres(host: str, port: int) -> None:
         check=False,
     )
     wait_port(host, port, "PostgreSQL")
-    trust_local_connections(cluster["version"], cluster["name"])
+    if asks_for_password(host, port):
+        trust_local_connections(cluster["version"], cluster["name"])
+
+
+def asks_for_password(host: str, port: int) -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        for _ in range(50):
+            try:
+                conn = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres")
+            except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+                return True
+            except (OSError, asyncpg.CannotConnectNowError):
+                await asyncio.sleep(0.2)
+                continue
+            await conn.close()
+            return False
+        return False
+
+    return asyncio.run(probe())
 
 
 async def create_databases(urls: list[str]) -> None:
