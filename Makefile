@@ -20,6 +20,8 @@ migrate: infra
 	@$(RUN) smartpos migrate all upgrade head
 
 run: migrate
+	@mkdir -p .infra && $(RUN) smartpos admin bootstrap > .infra/admin-client.json && chmod 600 .infra/admin-client.json
+	@echo "[run] admin client credentials (smartpos admin bootstrap): .infra/admin-client.json"
 	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002} (Ctrl-C stops them all)"
 	@$(RUN) honcho start -f Procfile
 

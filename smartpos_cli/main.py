@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated
 
 import typer
@@ -42,3 +44,12 @@ app.add_typer(admin, name="admin")
 @admin.callback()
 def _admin() -> None:
     """Platform administration."""
+
+
+@admin.command()
+def bootstrap() -> None:
+    """Create (or return) the platform admin client; prints {"client_id", "client_secret"} as one JSON line."""
+    from device_auth.clients.bootstrap import bootstrap as run_bootstrap
+
+    credentials = asyncio.run(run_bootstrap())
+    typer.echo(json.dumps(credentials, separators=(", ", ": ")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -113,6 +114,7 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.clock = time.time  # tests swap it to move past token expiry without sleeping
     app.state.metrics = Metrics(settings.service_name)
     install_error_handlers(app)
     app.include_router(health_router)

@@ -24,14 +24,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_base() -> type[DeclarativeBase]:
-    """A declarative base of its own per service (each owns a database and an Alembic environment)."""
+class ServiceBase(DeclarativeBase):
+    """Each service subclasses this once, so each owns a MetaData (its database, its Alembic environment)."""
 
-    class Base(DeclarativeBase):
-        metadata = MetaData(naming_convention=NAMING_CONVENTION)
-        type_annotation_map = {datetime: DateTime(timezone=True)}
+    __abstract__ = True
+    type_annotation_map = {datetime: DateTime(timezone=True)}
 
-    return Base
+
+def service_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
@@ -60,8 +61,13 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     error response, never a 2xx for a change that did not persist.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session, session.begin():
-        yield session
+    async with sessionmaker() as session:
+        async with session.begin():
+            yield session
+        if session.info.get("outbox_wake"):
+            relay = getattr(request.app.state, "outbox_relay", None)
+            if relay is not None:
+                relay.wake()
 
 
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

@@ -28,6 +28,14 @@ class NatsConnection:
     def on_connected(self, hook: ConnectedHook) -> None:
         """Run `hook` after the first connection and after every reconnect (e.g. ensure streams exist)."""
         self._hooks.append(hook)
+        if self.is_connected and self.client is not None:  # registered after connecting: run it now
+            asyncio.get_running_loop().create_task(self._run_hook(hook, self.client))
+
+    async def _run_hook(self, hook: ConnectedHook, client: Client) -> None:
+        try:
+            await hook(client)
+        except Exception as exc:
+            log.warning("nats_hook_failed", error=repr(exc))
 
     @property
     def is_connected(self) -> bool:
@@ -47,10 +55,7 @@ class NatsConnection:
         if self.client is None:
             return
         for hook in self._hooks:
-            try:
-                await hook(self.client)
-            except Exception as exc:  # a hook failing must not kill the connection
-                log.warning("nats_hook_failed", error=repr(exc))
+            await self._run_hook(hook, self.client)  # a hook failing must not kill the connection
 
     async def _connect_forever(self) -> None:
         delay = 0.2

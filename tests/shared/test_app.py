@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+
 from smartpos_shared.app import MAX_BODY_BYTES, create_app
 from smartpos_shared.errors import Conflict
 from smartpos_shared.settings import ServiceSettings

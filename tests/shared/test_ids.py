@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from smartpos_shared.ids import is_id, new_id
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from portal.settings import DEV_WEBHOOK_SECRET, PortalSettings
 from smartpos_shared.settings import UnsafeProductionSettings
 from smarttab.settings import SmarttabSettings

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
-from smartpos_shared.settings import ServiceSettings
+
+from smartpos_shared.settings import Environment, ServiceSettings
+
+# Documented development key-encryption key (README): never accepted in production.
+DEV_KEY_ENCRYPTION_KEY = "c21hcnRwb3MtZGV2LW9ubHkta2V5LWVuY3J5cHRpb24="
 
 
 class AuthSettings(ServiceSettings):
@@ -10,3 +15,21 @@ class AuthSettings(ServiceSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_auth"
     port: int = 8002
+    # Fernet key that encrypts signing keys (and the bootstrap admin secret) at rest.
+    key_encryption_key: str = Field(
+        default=DEV_KEY_ENCRYPTION_KEY,
+        validation_alias=AliasChoices("AUTH_KEY_ENCRYPTION_KEY", "key_encryption_key"),
+    )
+    device_token_lifetime: int = 120
+    client_token_lifetime: int = 600
+    # Failed token requests allowed per client per window before 429.
+    failure_limit: int = 10
+    failure_window_seconds: int = 60
+    # A retired signing key stays in the JWKS this long (longer than any token it signed can live).
+    retired_key_grace_seconds: int = 900
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.env is Environment.production and self.key_encryption_key == DEV_KEY_ENCRYPTION_KEY:
+            problems.append("AUTH_KEY_ENCRYPTION_KEY must be set (a Fernet key, not the development one)")
+        return problems

@@ -4,6 +4,7 @@ from enum import StrEnum
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
+
 from smartpos_shared.settings import Environment, ServiceSettings
 
 # Documented development value (README, API.md): never accepted in production.

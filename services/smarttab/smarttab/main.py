@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from smartpos_shared.app import create_app
 
 from .settings import SmarttabSettings

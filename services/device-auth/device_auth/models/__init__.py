@@ -1,7 +1,86 @@
 """ORM models of the device-auth service. Every model is imported here so Alembic sees them all."""
 
-from smartpos_shared.db import make_base
+from __future__ import annotations
 
-Base = make_base()
+from datetime import datetime
+from typing import Any
 
-__all__ = ["Base"]
+from sqlalchemy import CheckConstraint, Index, Integer, LargeBinary, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from smartpos_shared.db import ServiceBase, service_metadata, utcnow
+from smartpos_shared.events import OutboxMixin
+
+
+class Base(ServiceBase):
+    __abstract__ = True
+    metadata = service_metadata()
+
+
+class Device(Base):
+    """A terminal in a store. It authenticates with `private_key_jwt`; `client_id == id`."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+        Index("ix_devices_merchant_id_id", "merchant_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String)
+    store_id: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String, server_default="active")
+    jwks: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class OAuthClient(Base):
+    """A merchant API client or the platform admin client (client_secret_basic / client_secret_post)."""
+
+    __tablename__ = "oauth_clients"
+    __table_args__ = (
+        CheckConstraint("role IN ('merchant', 'admin')", name="role"),
+        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+        CheckConstraint("(role = 'admin') = (merchant_id IS NULL)", name="merchant_unless_admin"),
+        # At most one bootstrap admin client (what `smartpos admin bootstrap` returns).
+        Index("uq_oauth_clients_bootstrap", "is_bootstrap", unique=True, postgresql_where=text("is_bootstrap")),
+        Index("ix_oauth_clients_merchant_id_id", "merchant_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str | None] = mapped_column(String)
+    role: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    secret_hash: Mapped[str] = mapped_column(String)
+    # Only the bootstrap admin keeps its secret, encrypted with the key-encryption key, so that the operator
+    # command stays idempotent. Every other secret exists only as a hash.
+    secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    is_bootstrap: Mapped[bool] = mapped_column(server_default=text("false"))
+    status: Mapped[str] = mapped_column(String, server_default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class SigningKey(Base):
+    """A key that signs access tokens. The newest active key signs; all published keys verify."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String, primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String)
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    # After rotation the old key still verifies until tokens it signed have expired, then leaves the JWKS.
+    retired_at: Mapped[datetime | None] = mapped_column()
+
+
+class OutboxEvent(OutboxMixin, Base):
+    __table_args__ = (OutboxMixin.unpublished_index(),)
+
+
+__all__ = ["Base", "Device", "OAuthClient", "OutboxEvent", "SigningKey"]

@@ -1,0 +1,20 @@
+"""`smartpos admin bootstrap`: create (or return) the platform admin client, straight against the database."""
+
+from __future__ import annotations
+
+from smartpos_shared.db import create_engine, make_sessionmaker
+
+from ..crypto import Vault
+from ..settings import AuthSettings
+from .service import bootstrap_admin
+
+
+async def bootstrap(settings: AuthSettings | None = None) -> dict[str, str]:
+    settings = settings or AuthSettings()
+    engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            client_id, secret = await bootstrap_admin(session, Vault(settings.key_encryption_key))
+    finally:
+        await engine.dispose()
+    return {"client_id": client_id, "client_secret": secret}

@@ -1,0 +1,270 @@
+"""Events: the CloudEvents-shaped envelope, the `SMARTPOS` JetStream stream, the transactional outbox and its
+relay.
+
+A state change and its event rows commit in one transaction (`add_event`); the relay publishes committed rows
+in order with `Nats-Msg-Id` = event id (so the stream drops duplicates from a retry) and marks them published only
+after JetStream acknowledged them. NATS being down delays events; it never loses them and never fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import utcnow
+from .ids import new_id
+from .nats import NatsConnection
+
+log = structlog.get_logger("smartpos.events")
+
+STREAM = "SMARTPOS"
+SUBJECTS = "smartpos.>"
+DUPLICATE_WINDOW = timedelta(minutes=5)
+MAX_AGE = timedelta(days=7)
+MAX_BYTES = 2 * 1024**3
+MAX_MSG_SIZE = 1024 * 1024
+
+
+def subject_for(merchant_id: str, event_type: str) -> str:
+    return f"smartpos.{merchant_id}.{event_type}"
+
+
+def stream_config() -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=[SUBJECTS],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=MAX_AGE.total_seconds(),
+        max_bytes=MAX_BYTES,
+        max_msg_size=MAX_MSG_SIZE,
+        duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+        num_replicas=1,
+    )
+
+
+async def ensure_stream(client: Client) -> JetStreamContext:
+    """Create the `SMARTPOS` stream, or bring an existing one to our configuration. Idempotent."""
+    js = client.jetstream()
+    config = stream_config()
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+    return js
+
+
+class OutboxMixin:
+    """Columns of a service's `outbox` table. `position` orders rows in the order they were written."""
+
+    __tablename__ = "outbox"
+
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[str] = mapped_column(String, unique=True)
+    type: Mapped[str] = mapped_column(String)
+    merchant_id: Mapped[str] = mapped_column(String)
+    store_id: Mapped[str | None] = mapped_column(String)
+    subject: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @classmethod
+    def unpublished_index(cls) -> Index:
+        # Partial index: the relay only ever scans what is still waiting.
+        return Index("ix_outbox_unpublished", "position", postgresql_where="published_at IS NULL")
+
+
+def envelope(
+    *,
+    event_id: str,
+    event_type: str,
+    source: str,
+    time: datetime,
+    merchant_id: str,
+    store_id: str | None,
+    subject: str,
+    version: int,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": event_type,
+        "source": source,
+        "time": time.isoformat().replace("+00:00", "Z"),
+        "merchant_id": merchant_id,
+        "store_id": store_id,
+        "subject": subject,
+        "version": version,
+        "data": data,
+    }
+
+
+def add_event(
+    session: AsyncSession,
+    outbox_model: type[OutboxMixin],
+    *,
+    source: str,
+    event_type: str,
+    merchant_id: str,
+    store_id: str | None,
+    subject: str,
+    version: int,
+    data: dict[str, Any],
+) -> str:
+    """Stage an event in the caller's transaction; it is published only if that transaction commits."""
+    event_id = new_id("evt")
+    now = utcnow()
+    body = envelope(
+        event_id=event_id,
+        event_type=event_type,
+        source=source,
+        time=now,
+        merchant_id=merchant_id,
+        store_id=store_id,
+        subject=subject,
+        version=version,
+        data=data,
+    )
+    session.add(
+        outbox_model(  # type: ignore[call-arg]  # the concrete model is a declarative class
+            id=event_id,
+            type=event_type,
+            merchant_id=merchant_id,
+            store_id=store_id,
+            subject=subject,
+            version=version,
+            payload=body,
+            created_at=now,
+        )
+    )
+    wake = session.info.setdefault("outbox_wake", [])
+    wake.append(event_id)
+    return event_id
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to JetStream, in order, and marks them published after the ack."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        nats: NatsConnection,
+        outbox_model: type[OutboxMixin],
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.nats = nats
+        self.model = outbox_model
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._js: JetStreamContext | None = None
+
+    def wake(self) -> None:
+        """Called right after a commit that wrote events, so they go out now rather than at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = self.poll_interval
+        while True:
+            try:
+                published = await self.publish_pending()
+                backoff = self.poll_interval
+                if published == self.batch_size:
+                    continue  # more waiting: no sleep
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox_relay_failed", error=repr(exc))
+                self._js = None
+                backoff = min(backoff * 2, 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            self._wake.clear()
+
+    async def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            client = self.nats.client
+            if client is None or not client.is_connected:
+                raise ConnectionError("NATS is not connected")
+            self._js = await ensure_stream(client)
+        return self._js
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        if not self.nats.is_connected:
+            return 0
+        model = self.model
+        async with self.sessionmaker() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(model.position, model.id, model.merchant_id, model.type, model.payload)
+                    .where(model.published_at.is_(None))
+                    .order_by(model.position)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            js = await self._jetstream()
+            futures = [
+                await js.publish_async(
+                    subject_for(row.merchant_id, row.type),
+                    json.dumps(row.payload, separators=(",", ":")).encode(),
+                    headers={"Nats-Msg-Id": row.id},
+                )
+                for row in rows
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), 10)
+            await session.execute(
+                update(model).where(model.position.in_([row.position for row in rows])).values(published_at=utcnow())
+            )
+        return len(rows)
+
+
+def outbox_relay_extension(outbox_model: type[OutboxMixin]) -> Callable[[FastAPI], Any]:
+    """An app extension that runs the relay in the service process."""
+
+    @asynccontextmanager
+    async def extension(app: FastAPI) -> AsyncIterator[None]:
+        relay = OutboxRelay(app.state.sessionmaker, app.state.nats, outbox_model)
+        app.state.outbox_relay = relay
+        await relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+
+    return extension
