@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -158,6 +159,16 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=dict(exc.headers or {}),
         )
 
+    async def dependency_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        return problem(
+            503,
+            "service_unavailable",
+            "Service unavailable",
+            "a backing service is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
         return problem(500, "internal_error", "Internal server error", "An unexpected error occurred")
@@ -165,6 +176,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    for exc_type in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError, OSError):
+        app.add_exception_handler(exc_type, dependency_down)
     app.add_exception_handler(Exception, unexpected_error)
 
 

@@ -68,3 +68,22 @@ def test_readyz_names_the_database_when_postgres_does_not_answer(service_env: di
         assert response.json()["down"] == ["database"]
     finally:
         service.stop()
+
+
+def test_requests_needing_the_database_get_503_not_500_while_it_is_down(service_env: dict[str, str]) -> None:
+    closed = free_port()
+    env = {**service_env, "AUTH_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{closed}/smartpos_auth"}
+    service = ServiceProcess("device-auth", env).start()
+    try:
+        response = httpx.post(
+            f"{service.url}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "cli_01M7ZA17RNWPP5DXHVJ28PZ197",
+                "client_secret": "x",
+            },
+            timeout=15,
+        )
+        assert response.status_code == 503, response.text
+    finally:
+        service.stop()

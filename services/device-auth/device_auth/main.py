@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,9 +31,15 @@ async def keys_and_tokens(app: FastAPI) -> AsyncIterator[None]:
     vault = Vault(settings.key_encryption_key)
     app.state.vault = vault
     app.state.keyring = KeyRing(app.state.sessionmaker, vault, settings.retired_key_grace_seconds)
-    await app.state.keyring.ensure_key()
     app.state.token_service = TokenService(settings, app.state.keyring, app.state.redis)
-    yield
+    # The database may not answer yet: start anyway (/readyz says so) and create the first key when it does.
+    task = asyncio.create_task(app.state.keyring.ensure_key_eventually(), name="ensure-signing-key")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _local_jwks(app: FastAPI) -> Any:

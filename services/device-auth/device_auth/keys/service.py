@@ -6,6 +6,7 @@ any token it signed can live, so resource servers keep verifying those tokens.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -13,19 +14,27 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smartpos_shared.db import utcnow
+from smartpos_shared.errors import ServiceUnavailable
 from smartpos_shared.ids import new_id
 
 from ..crypto import Vault
 from ..models import SigningKey
 from . import repository
 
+log = structlog.get_logger("smartpos.auth.keys")
+
 ALGORITHM = "ES256"
 CACHE_SECONDS = 5.0
+
+
+class NoSigningKey(ServiceUnavailable):
+    pass
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,17 @@ class KeyRing:
                     session.add(_new_signing_key(self._vault))
         self.invalidate()
 
+    async def ensure_key_eventually(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.ensure_key()
+                return
+            except Exception as exc:
+                log.warning("signing_key_setup_failed", error=type(exc).__name__, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def rotate(self, session: AsyncSession) -> str:
         await repository.lock_keyring(session)
         await repository.retire_active_keys(session)
@@ -86,7 +106,7 @@ class KeyRing:
                 session, retired_after=utcnow() - timedelta(seconds=self._retired_grace)
             )
         if newest is None:
-            raise RuntimeError("no active signing key")
+            raise NoSigningKey("no active signing key yet")
         private_key = serialization.load_pem_private_key(self._vault.decrypt(newest.private_key_encrypted), None)
         assert isinstance(private_key, ec.EllipticCurvePrivateKey)
         self._active = ActiveKey(newest.kid, private_key)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from smartpos_shared.db import SessionDep
+from smartpos_shared.errors import ServiceUnavailable
 
 from .algorithms import ASSERTION_ALGORITHMS
 from .service import AuthUnavailable, OAuthError, TokenService, invalid_request, parse_form
@@ -100,7 +101,7 @@ async def token(request: Request, session: SessionDep) -> JSONResponse:
         body = await service.issue(client, now)
     except OAuthError as exc:
         return oauth_error_response(exc)
-    except AuthUnavailable:
+    except (AuthUnavailable, ServiceUnavailable):
         return oauth_error_response(
             OAuthError(503, "temporarily_unavailable", "the authorization server cannot issue tokens right now")
         )
