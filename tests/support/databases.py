@@ -18,6 +18,8 @@ PREFIX = os.environ.get("SMARTPOS_TEST_DB_PREFIX", "smartpos_test")
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False  # not a test class
+
     service: str
     env_var: str
     url: str  # SQLAlchemy URL (postgresql+asyncpg://…)

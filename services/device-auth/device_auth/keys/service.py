@@ -106,6 +106,12 @@ class KeyRing:
                 session, retired_after=utcnow() - timedelta(seconds=self._retired_grace)
             )
         if newest is None:
+            # First start and the background task has not run yet: the database answers, so create it now.
+            await self.ensure_key()
+            async with self._sessionmaker() as session:
+                newest = await repository.newest_active_key(session)
+                published = [newest] if newest is not None else []
+        if newest is None:
             raise NoSigningKey("no active signing key yet")
         private_key = serialization.load_pem_private_key(self._vault.decrypt(newest.private_key_encrypted), None)
         assert isinstance(private_key, ec.EllipticCurvePrivateKey)
