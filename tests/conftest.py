@@ -23,3 +23,6 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
     env = {db.env_var: db.url for db in databases.values()}
     env.update({"SMARTPOS_ENV": "development", "SMARTPOS_LOG_LEVEL": "WARNING", "SMARTPOS_ACCESS_LOG": "false"})
     return env
+
+
+pytest_plugins = ["tests.support.auth_fixtures", "tests.support.portal_fixtures"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+_log = structlog.get_logger("smartpos.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -64,10 +67,28 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         async with session.begin():
             yield session
+        await run_after_commit(session)
         if session.info.get("outbox_wake"):
             relay = getattr(request.app.state, "outbox_relay", None)
             if relay is not None:
                 relay.wake()
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, action: AfterCommit) -> None:
+    """Run `action` once the request's transaction has committed (cache invalidation, calls to the gateway):
+    nothing outside PostgreSQL may see a change that could still roll back."""
+    session.info.setdefault("after_commit", []).append(action)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    for action in session.info.pop("after_commit", []):
+        try:
+            await action()
+        except Exception as exc:  # the commit stands; a failed side effect is logged, never turned into a 500
+            _log.warning("after_commit_failed", error=repr(exc))
 
 
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

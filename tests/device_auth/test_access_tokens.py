@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
-from tests.device_auth.conftest import ISSUER, RegisterDevice, claims_of
+from tests.support.auth_fixtures import ISSUER, RegisterDevice, claims_of
 
 
 def b64(data: bytes) -> str:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.device_auth.conftest import ISSUER, RegisterDevice, RegisteredDevice, basic
+from tests.support.auth_fixtures import ISSUER, RegisterDevice, RegisteredDevice, basic
 from tests.support.keys import DeviceKey, assertion_form
 
 GENERIC_401 = {"error": "invalid_client", "error_description": "client authentication failed"}

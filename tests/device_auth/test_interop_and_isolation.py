@@ -11,8 +11,8 @@ from joserfc.jwk import ECKey
 
 from device_auth.main import build_app
 from smartpos_shared.ids import new_id
-from tests.device_auth.conftest import ISSUER, RegisterDevice, auth_settings, basic, claims_of
 from tests.support.apps import running
+from tests.support.auth_fixtures import ISSUER, RegisterDevice, auth_settings, basic, claims_of
 from tests.support.databases import TestDatabase
 from tests.support.processes import PrivateRedis
 

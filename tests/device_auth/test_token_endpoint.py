@@ -8,7 +8,7 @@ import httpx
 import jwt
 from fastapi import FastAPI
 
-from tests.device_auth.conftest import ISSUER, RegisterDevice, basic, claims_of
+from tests.support.auth_fixtures import ISSUER, RegisterDevice, basic, claims_of
 from tests.support.keys import DeviceKey
 
 

@@ -29,6 +29,20 @@ class PortalSettings(ServiceSettings):
         validation_alias=AliasChoices("SMARTPOS_PGW_WEBHOOK_SECRET", "pgw_webhook_secret"),
     )
 
+    # mock: where the mock gateway posts its webhooks (this service); http: the real gateway.
+    pgw_webhook_url: str = Field(
+        default="", validation_alias=AliasChoices("SMARTPOS_PGW_WEBHOOK_URL", "pgw_webhook_url")
+    )
+    pgw_mock_delay_seconds: float = Field(
+        default=0.05, validation_alias=AliasChoices("SMARTPOS_PGW_MOCK_DELAY", "pgw_mock_delay_seconds")
+    )
+    pgw_url: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_URL", "pgw_url"))
+    pgw_api_key: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_API_KEY", "pgw_api_key"))
+    webhook_tolerance_seconds: int = 300
+
+    def webhook_url(self) -> str:
+        return self.pgw_webhook_url or f"http://127.0.0.1:{self.port}/webhooks/pgw"
+
     def production_problems(self) -> list[str]:
         problems = super().production_problems()
         if self.env is Environment.production:
@@ -36,4 +50,6 @@ class PortalSettings(ServiceSettings):
                 problems.append("SMARTPOS_PGW_MODE=mock is not allowed")
             if self.pgw_webhook_secret == DEV_WEBHOOK_SECRET or len(self.pgw_webhook_secret) < 32:
                 problems.append("SMARTPOS_PGW_WEBHOOK_SECRET must be set to a secret of at least 32 characters")
+            if self.pgw_mode is PgwMode.http and not (self.pgw_url and self.pgw_api_key):
+                problems.append("SMARTPOS_PGW_URL and SMARTPOS_PGW_API_KEY are required with SMARTPOS_PGW_MODE=http")
         return problems

@@ -1,6 +1,20 @@
-"""ORM models of the portal service. Every model is imported here so Alembic sees them all."""
+"""ORM models of the portal service. Every model is imported here so Alembic sees them all.
 
-from smartpos_shared.db import ServiceBase, service_metadata
+Every tenant-owned row carries `merchant_id` (the future Citus distribution column) and every query filters by
+it. Amounts are integers in the currency's minor unit. `version` increments on every change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from smartpos_shared.db import ServiceBase, service_metadata, utcnow
+from smartpos_shared.events import OutboxMixin
 
 
 class Base(ServiceBase):
@@ -8,4 +22,186 @@ class Base(ServiceBase):
     metadata = service_metadata()
 
 
-__all__ = ["Base"]
+class Merchant(Base):
+    __tablename__ = "merchants"
+    __table_args__ = (CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class Store(Base):
+    __tablename__ = "stores"
+    __table_args__ = (Index("ix_stores_merchant_id_id", "merchant_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    name: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("unit_price >= 0", name="unit_price_not_negative"),
+        Index("ix_products_merchant_id_id", "merchant_id", "id"),
+        Index(
+            "uq_products_merchant_id_sku", "merchant_id", "sku", unique=True, postgresql_where=text("sku IS NOT NULL")
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    name: Mapped[str] = mapped_column(String)
+    sku: Mapped[str | None] = mapped_column(String)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'completed', 'canceled')", name="status"),
+        CheckConstraint("total_amount >= 0", name="total_not_negative"),
+        Index("ix_orders_merchant_id_id", "merchant_id", "id"),
+        Index("ix_orders_merchant_id_store_id_id", "merchant_id", "store_id", "id"),
+        Index("ix_orders_merchant_id_status_id", "merchant_id", "status", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"))
+    status: Mapped[str] = mapped_column(String)
+    total_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    canceled_at: Mapped[datetime | None] = mapped_column()
+
+
+class OrderLine(Base):
+    """A line item, priced from the catalog when the order was created (a snapshot: later price changes
+    never alter an order)."""
+
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("line_total = unit_price * quantity", name="line_total_consistent"),
+    )
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    name: Mapped[str] = mapped_column(String)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    line_total: Mapped[int] = mapped_column(BigInteger)
+
+
+class Bill(Base):
+    __tablename__ = "bills"
+    __table_args__ = (
+        CheckConstraint("status IN ('unpaid', 'partially_paid', 'paid', 'void')", name="status"),
+        CheckConstraint("paid_amount >= 0 AND paid_amount <= total_amount", name="paid_within_total"),
+        CheckConstraint("(status = 'paid') = (paid_at IS NOT NULL)", name="paid_at_iff_paid"),
+        # One live bill per order; the database enforces it even if two requests race.
+        Index("uq_bills_live_order_id", "order_id", unique=True, postgresql_where=text("status <> 'void'")),
+        Index("ix_bills_merchant_id_id", "merchant_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    store_id: Mapped[str] = mapped_column(String)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    status: Mapped[str] = mapped_column(String)
+    total_amount: Mapped[int] = mapped_column(BigInteger)
+    paid_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_at: Mapped[datetime | None] = mapped_column()
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed', 'canceled')", name="status"),
+        CheckConstraint("method IN ('card', 'qr', 'cash')", name="method"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_payments_bill_id_status", "bill_id", "status"),
+        Index("ix_payments_merchant_id_id", "merchant_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    store_id: Mapped[str] = mapped_column(String)
+    bill_id: Mapped[str] = mapped_column(ForeignKey("bills.id"))
+    order_id: Mapped[str] = mapped_column(String)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    pgw_reference: Mapped[str | None] = mapped_column(String, unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProcessedWebhook(Base):
+    """Gateway events already handled: written in the same transaction as the change they caused."""
+
+    __tablename__ = "processed_webhooks"
+
+    event_id: Mapped[str] = mapped_column(String, primary_key=True)
+    event_type: Mapped[str] = mapped_column(String)
+    pgw_reference: Mapped[str | None] = mapped_column(String)
+    payment_id: Mapped[str | None] = mapped_column(String)
+    outcome: Mapped[str] = mapped_column(String)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class IdempotencyKey(Base):
+    """Stripe-style idempotency: the first response for (merchant, key) is replayed for the same request."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        CheckConstraint("state IN ('in_flight', 'done')", name="state"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    owner: Mapped[str] = mapped_column(String, primary_key=True)  # merchant id, or "admin"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String)
+    state: Mapped[str] = mapped_column(String)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class OutboxEvent(OutboxMixin, Base):
+    __table_args__ = (OutboxMixin.unpublished_index(),)
+
+
+__all__ = [
+    "Base",
+    "Bill",
+    "IdempotencyKey",
+    "Merchant",
+    "Order",
+    "OrderLine",
+    "OutboxEvent",
+    "Payment",
+    "ProcessedWebhook",
+    "Product",
+    "Store",
+]

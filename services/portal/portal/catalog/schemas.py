@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from ..schemas import MerchantId, Name, Price
+
+Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    unit_price: Price
+    sku: Sku | None = None
+    merchant_id: MerchantId | None = None
+
+
+class ProductPublic(BaseModel):
+    id: str
+    merchant_id: str
+    name: str
+    sku: str | None
+    unit_price: int
+    currency: str
+    created_at: datetime

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+
+from smartpos_shared.auth import AdminDep, PrincipalDep
+from smartpos_shared.db import SessionDep
+from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, page_of
+
+from ..errors import COMMON_ERRORS, NOT_FOUND
+from ..schemas import ULID
+from . import service
+from .schemas import MerchantCreate, MerchantPublic, StoreCreate, StorePublic
+
+router = APIRouter(tags=["merchants and stores"], responses=COMMON_ERRORS)
+
+
+@router.post("/merchants", status_code=status.HTTP_201_CREATED, summary="Create a merchant (admin)")
+async def create_merchant(body: MerchantCreate, _: AdminDep, session: SessionDep) -> MerchantPublic:
+    return await service.create_merchant(session, body)
+
+
+@router.get("/merchants/{merchant_id}", responses=NOT_FOUND, summary="Get a merchant (admin, or the merchant itself)")
+async def get_merchant(
+    merchant_id: Annotated[str, Path(pattern=rf"^mer_{ULID}$")], principal: PrincipalDep, session: SessionDep
+) -> MerchantPublic:
+    return await service.get_merchant(session, principal, merchant_id)
+
+
+@router.post(
+    "/stores",
+    status_code=status.HTTP_201_CREATED,
+    responses=NOT_FOUND,
+    summary="Create a store (admin with merchant_id; a merchant for itself)",
+)
+async def create_store(body: StoreCreate, principal: PrincipalDep, session: SessionDep) -> StorePublic:
+    return await service.create_store(session, principal, body)
+
+
+@router.get("/stores/{store_id}", responses=NOT_FOUND, summary="Get a store")
+async def get_store(
+    store_id: Annotated[str, Path(pattern=rf"^sto_{ULID}$")], principal: PrincipalDep, session: SessionDep
+) -> StorePublic:
+    return await service.get_store(session, principal, store_id)
+
+
+@router.get("/stores", summary="List stores, newest first")
+async def list_stores(
+    principal: PrincipalDep, session: SessionDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[StorePublic]:
+    rows = await service.list_stores(session, principal, decode_cursor(cursor, "sto"), limit)
+    return page_of(rows, limit)

@@ -1,0 +1,129 @@
+"""The payment gateway adapter (`SMARTPOS_PGW_MODE`): `mock` accepts the charge and sends a signed webhook back
+shortly after; `manual` accepts it and waits for a webhook from outside (tests); `http` calls a real gateway.
+
+`charge` runs after the payment's transaction committed, so the gateway never hears of a payment we lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+import structlog
+from ulid import ULID
+
+from ..settings import PgwMode, PortalSettings
+from .signature import sign
+
+log = structlog.get_logger("smartpos.pgw")
+
+
+def new_reference() -> str:
+    return f"pgwref_{ULID()}"
+
+
+@dataclass(frozen=True)
+class Charge:
+    pgw_reference: str
+    amount: int
+    currency: str
+    method: str
+
+
+class PaymentGateway(Protocol):
+    async def charge(self, charge: Charge) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ManualGateway:
+    async def charge(self, charge: Charge) -> None:
+        log.info("pgw_manual_charge", pgw_reference=charge.pgw_reference, amount=charge.amount)
+
+    async def close(self) -> None:
+        return None
+
+
+class MockGateway:
+    """Development and staging: every charge succeeds, confirmed by a correctly signed webhook."""
+
+    def __init__(self, webhook_url: str, secret: str, delay: float) -> None:
+        self.webhook_url = webhook_url
+        self.secret = secret
+        self.delay = delay
+        self.http = httpx.AsyncClient(timeout=5.0)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def charge(self, charge: Charge) -> None:
+        task = asyncio.create_task(self._confirm(charge))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _confirm(self, charge: Charge) -> None:
+        await asyncio.sleep(self.delay)
+        body = json.dumps(
+            {
+                "id": f"evt_mock_{ULID()}",
+                "type": "payment.succeeded",
+                "data": {"pgw_reference": charge.pgw_reference, "amount": charge.amount},
+            }
+        ).encode()
+        for attempt in range(5):
+            try:
+                response = await self.http.post(
+                    self.webhook_url,
+                    content=body,
+                    headers={
+                        "content-type": "application/json",
+                        "PGW-Signature": sign(self.secret, int(time.time()), body),
+                    },
+                )
+                if response.status_code < 500:
+                    return
+            except httpx.HTTPError as exc:
+                log.warning("pgw_mock_webhook_failed", error=type(exc).__name__, attempt=attempt)
+            await asyncio.sleep(0.2 * 2**attempt)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await self.http.aclose()
+
+
+class HttpGateway:
+    """A real gateway: `POST {SMARTPOS_PGW_URL}/charges`, our reference as its idempotency key."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=10.0, headers={"Authorization": f"Bearer {api_key}"})
+
+    async def charge(self, charge: Charge) -> None:
+        try:
+            response = await self.http.post(
+                "/charges",
+                json={
+                    "reference": charge.pgw_reference,
+                    "amount": charge.amount,
+                    "currency": charge.currency,
+                    "method": charge.method,
+                },
+                headers={"Idempotency-Key": charge.pgw_reference},
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            # The payment stays pending: the gateway's webhook (or an operator) decides it.
+            log.error("pgw_charge_failed", pgw_reference=charge.pgw_reference, error=type(exc).__name__)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def gateway_for(settings: PortalSettings) -> PaymentGateway:
+    if settings.pgw_mode is PgwMode.mock:
+        return MockGateway(settings.webhook_url(), settings.pgw_webhook_secret, settings.pgw_mock_delay_seconds)
+    if settings.pgw_mode is PgwMode.http:
+        return HttpGateway(settings.pgw_url, settings.pgw_api_key)
+    return ManualGateway()
