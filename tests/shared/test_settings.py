@@ -14,6 +14,8 @@ PRODUCTION_ENV = {
     "SMARTPOS_AUTH_ISSUER": "https://auth.example.com",
     "SMARTPOS_PGW_MODE": "http",
     "SMARTPOS_PGW_WEBHOOK_SECRET": "x" * 40,
+    "SMARTPOS_PGW_URL": "https://pgw.example.com",
+    "SMARTPOS_PGW_API_KEY": "pk_live_example",
 }
 
 
@@ -57,6 +59,7 @@ def test_production_accepts_explicit_safe_settings(monkeypatch: pytest.MonkeyPat
         ({"PORTAL_DATABASE_URL": None}, "database_url"),
         ({"REDIS_URL": None}, "redis_url"),
         ({"SMARTPOS_AUTH_ISSUER": None}, "auth_issuer"),
+        ({"SMARTPOS_PGW_URL": None}, "PGW_URL"),
     ],
 )
 def test_production_refuses_unsafe_defaults(
