@@ -18,7 +18,7 @@ async def get_device_for_merchant(
     if merchant_id is not None:  # None: admin
         query = query.where(Device.merchant_id == merchant_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(query)).scalar_one_or_none()
 
 

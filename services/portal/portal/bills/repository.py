@@ -18,13 +18,17 @@ async def get_bill(session: AsyncSession, scope: Scope, bill_id: str) -> Bill | 
 
 async def lock_bill(session: AsyncSession, bill_id: str) -> Bill:
     """Call only while holding the bill's order lock (lock order: order → bill → payment)."""
-    return (await session.execute(select(Bill).where(Bill.id == bill_id).with_for_update())).scalar_one()
+    return (
+        await session.execute(
+            select(Bill).where(Bill.id == bill_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one()
 
 
 async def live_bill_for_order(session: AsyncSession, order_id: str, *, lock: bool = False) -> Bill | None:
     query = select(Bill).where(Bill.order_id == order_id, Bill.status != "void")
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(query)).scalar_one_or_none()
 
 

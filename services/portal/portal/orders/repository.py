@@ -25,7 +25,11 @@ async def get_order(session: AsyncSession, scope: Scope, order_id: str) -> Order
 
 async def lock_order(session: AsyncSession, scope: Scope, order_id: str) -> Order | None:
     """The order row is the lock for its whole aggregate (order, bill, payments): always taken first."""
-    query = _scoped(select(Order).where(Order.id == order_id), scope).with_for_update()
+    query = (
+        _scoped(select(Order).where(Order.id == order_id), scope)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return (await session.execute(query)).scalar_one_or_none()
 
 

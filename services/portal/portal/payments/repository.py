@@ -22,4 +22,8 @@ async def find_by_reference(session: AsyncSession, pgw_reference: str) -> Paymen
 
 async def lock_payment(session: AsyncSession, payment_id: str) -> Payment:
     """Call only while holding the order lock (lock order: order → bill → payment)."""
-    return (await session.execute(select(Payment).where(Payment.id == payment_id).with_for_update())).scalar_one()
+    return (
+        await session.execute(
+            select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one()
