@@ -1,0 +1,153 @@
+"""Idempotency-Key (Stripe semantics) and the versioned order/bill cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from smartpos_shared.cache import CachedResource
+from tests.portal.helpers import bill, ring_up
+from tests.support.portal_fixtures import Tenant
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+async def test_same_key_and_body_returns_the_first_response(
+    portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant
+) -> None:
+    order = await ring_up(portal, tenant)
+    b = await bill(portal, tenant, order["id"])
+    headers = {**tenant.as_device, **key()}
+    body = {"bill_id": b["id"], "amount": 300, "method": "cash"}
+    first = await portal.post("/payments", json=body, headers=headers)
+    again = await portal.post("/payments", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    async with portal_app.state.engine.connect() as conn:
+        count = await conn.scalar(text("SELECT count(*) FROM payments WHERE bill_id = :b"), {"b": b["id"]})
+    assert count == 1
+    assert (await portal.get(f"/bills/{b['id']}", headers=tenant.as_device)).json()["paid_amount"] == 300
+
+
+async def test_same_key_with_another_body_is_422(portal: httpx.AsyncClient, tenant: Tenant) -> None:
+    order = await ring_up(portal, tenant)
+    b = await bill(portal, tenant, order["id"])
+    headers = {**tenant.as_device, **key()}
+    assert (
+        await portal.post("/payments", json={"bill_id": b["id"], "amount": 300, "method": "cash"}, headers=headers)
+    ).status_code == 201
+    other = await portal.post("/payments", json={"bill_id": b["id"], "amount": 301, "method": "cash"}, headers=headers)
+    assert other.status_code == 422 and other.json()["type"].endswith("idempotency_key_reused")
+
+
+async def test_a_request_in_flight_with_the_same_key_is_409(portal: httpx.AsyncClient, tenant: Tenant) -> None:
+    items = [{"product_id": tenant.products[0]["id"], "quantity": 1}]
+    headers = {**tenant.as_device, **key()}
+    responses = await asyncio.gather(
+        *(portal.post("/orders", json={"items": items}, headers=headers) for _ in range(8))
+    )
+    statuses = [r.status_code for r in responses]
+    created = [r.json()["id"] for r in responses if r.status_code == 201]
+    assert set(statuses) <= {201, 409} and 409 in statuses
+    assert len(set(created)) == 1  # replays of the first response only
+    replay = await portal.post("/orders", json={"items": items}, headers=headers)
+    assert replay.status_code == 201 and replay.json()["id"] == created[0]
+
+
+async def test_keys_are_per_merchant(portal: httpx.AsyncClient, make_tenant) -> None:  # type: ignore[no-untyped-def]
+    a, b = await make_tenant(), await make_tenant()
+    shared = key()
+    first = await portal.post(
+        "/orders",
+        json={"items": [{"product_id": a.products[0]["id"], "quantity": 1}]},
+        headers={**a.as_device, **shared},
+    )
+    second = await portal.post(
+        "/orders",
+        json={"items": [{"product_id": b.products[0]["id"], "quantity": 1}]},
+        headers={**b.as_device, **shared},
+    )
+    assert first.status_code == second.status_code == 201
+    assert first.json()["merchant_id"] == a.merchant_id and second.json()["merchant_id"] == b.merchant_id
+
+
+async def test_a_failed_request_frees_its_key(portal: httpx.AsyncClient, tenant: Tenant) -> None:
+    order = await ring_up(portal, tenant)
+    b = await bill(portal, tenant, order["id"])
+    headers = {**tenant.as_device, **key()}
+    too_much = {"bill_id": b["id"], "amount": 999999, "method": "cash"}
+    assert (await portal.post("/payments", json=too_much, headers=headers)).status_code == 422
+    assert (await portal.post("/payments", json={**too_much, "amount": 1200}, headers=headers)).status_code == 201
+
+
+async def test_idempotency_keys_must_be_sane(portal: httpx.AsyncClient, tenant: Tenant) -> None:
+    items = [{"product_id": tenant.products[0]["id"], "quantity": 1}]
+    for bad in ("", "x" * 256, "has space"):
+        response = await portal.post(
+            "/orders", json={"items": items}, headers={**tenant.as_device, "Idempotency-Key": bad}
+        )
+        assert response.status_code == 422, bad
+
+
+async def _cached(portal_app: FastAPI, order_id: str) -> dict | None:  # type: ignore[type-arg]
+    raw = await portal_app.state.redis.get(f"order:{order_id}")
+    return None if raw is None else json.loads(raw)
+
+
+async def test_cache_is_written_on_create_and_read_and_gone_after_a_change(
+    portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant
+) -> None:
+    order = await ring_up(portal, tenant)
+    cached = await _cached(portal_app, order["id"])
+    assert cached is not None and cached["version"] == 1 and cached["data"]["id"] == order["id"]
+    await portal_app.state.redis.delete(f"order:{order['id']}")
+    await portal.get(f"/orders/{order['id']}", headers=tenant.as_device)
+    assert (await _cached(portal_app, order["id"]))["data"]["status"] == "open"  # type: ignore[index]
+
+    await portal.patch(f"/orders/{order['id']}", json={"status": "completed"}, headers=tenant.as_device)
+    assert await _cached(portal_app, order["id"]) is None  # gone after the change
+    read = (await portal.get(f"/orders/{order['id']}", headers=tenant.as_device)).json()
+    assert read["status"] == "completed" and read["version"] == 2
+    assert (await _cached(portal_app, order["id"]))["version"] == 2  # type: ignore[index]
+
+
+async def test_a_stale_read_can_never_be_written_back_after_a_newer_commit(
+    portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant
+) -> None:
+    order = await ring_up(portal, tenant)
+    stale = CachedResource(1, order["merchant_id"], order["store_id"], order)  # what a slow reader loaded
+    await portal.patch(f"/orders/{order['id']}", json={"status": "canceled"}, headers=tenant.as_device)
+    assert await portal_app.state.cache.put("order", order["id"], stale) is False
+    assert await _cached(portal_app, order["id"]) is None
+    assert (await portal.get(f"/orders/{order['id']}", headers=tenant.as_device)).json()["status"] == "canceled"
+
+
+async def test_a_cached_order_gets_the_same_tenant_check_as_the_database(
+    portal: httpx.AsyncClient,
+    portal_app: FastAPI,
+    make_tenant,  # type: ignore[no-untyped-def]
+) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    order = await ring_up(portal, a)
+    assert await _cached(portal_app, order["id"]) is not None
+    assert (await portal.get(f"/orders/{order['id']}", headers=b.as_merchant)).status_code == 404
+    assert (await portal.get(f"/orders/{order['id']}", headers=b.as_device)).status_code == 404
+
+
+async def test_bills_are_cached_and_invalidated_too(
+    portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant
+) -> None:
+    order = await ring_up(portal, tenant)
+    b = await bill(portal, tenant, order["id"])
+    assert await portal_app.state.redis.get(f"bill:{b['id']}") is not None
+    await portal.post("/payments", json={"bill_id": b["id"], "amount": 100, "method": "cash"}, headers=tenant.as_device)
+    assert await portal_app.state.redis.get(f"bill:{b['id']}") is None
+    assert (await portal.get(f"/bills/{b['id']}", headers=tenant.as_device)).json()["paid_amount"] == 100
