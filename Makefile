@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate bootstrap-admin run test pytest lint format bench
+.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
@@ -40,3 +40,9 @@ lint: sync
 format: sync
 	@$(RUN) ruff format .
 	@$(RUN) ruff check --fix .
+
+# Benchmarks print their figures and the ceiling they compare against, and write bench-results.json.
+bench: bench-tokens
+
+bench-tokens: migrate
+	@$(RUN) python bench/tokens.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from smartpos_shared.app import create_app
+from smartpos_shared.auth import token_verification
 
 from .settings import SmarttabSettings
 
@@ -15,6 +16,7 @@ def build_app(settings: SmarttabSettings | None = None) -> FastAPI:
         settings,
         title="SmartPOS smarttab",
         description="SmartPOS core smarttab: live store views and the WebSocket update hub.",
+        extensions=[token_verification()],
         access_log=settings.access_log,
     )
 

@@ -97,8 +97,10 @@ class MockGateway:
 class HttpGateway:
     """A real gateway: `POST {SMARTPOS_PGW_URL}/charges`, our reference as its idempotency key."""
 
-    def __init__(self, base_url: str, api_key: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=10.0, headers={"Authorization": f"Bearer {api_key}"})
+    def __init__(self, base_url: str, api_key: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url, timeout=10.0, headers={"Authorization": f"Bearer {api_key}"}, transport=transport
+        )
 
     async def charge(self, charge: Charge) -> None:
         try:

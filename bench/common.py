@@ -1,0 +1,111 @@
+"""Shared pieces of the benchmarks: a service process started production-like, latency statistics, and the
+results file (`bench-results.json`, git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results.json"
+APPS = {"portal": "portal.main:app", "smarttab": "smarttab.main:app", "device-auth": "device_auth.main:app"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`uvicorn` as production runs it: uvloop, httptools, no access log, no reload."""
+
+    def __init__(self, service: str, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.service = service
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "SMARTPOS_LOG_LEVEL": "WARNING", "SMARTPOS_ACCESS_LOG": "false", **(env or {})}
+        self.workers = workers
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", APPS[self.service], "--host", "127.0.0.1", "--port", str(self.port),
+             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--workers", str(self.workers)],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.service} did not become ready")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return {
+        "p50_ms": at(0.50),
+        "p95_ms": at(0.95),
+        "p99_ms": at(0.99),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+    }
+
+
+class CpuMeter:
+    """CPU seconds this (load generator) process used over wall time: its share of the machine."""
+
+    def __enter__(self) -> CpuMeter:
+        self._cpu = self._now()
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu_seconds = self._now() - self._cpu
+        self.wall_seconds = time.monotonic() - self._wall
+
+    @staticmethod
+    def _now() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def share(self) -> float:
+        """Fraction of the machine's cores the generator kept busy."""
+        return round(self.cpu_seconds / self.wall_seconds / (os.cpu_count() or 1), 3)
+
+
+def save(section: str, figures: dict[str, Any]) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[section] = figures
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def table(title: str, rows: list[tuple[str, Any]]) -> None:
+    print(f"\n{title}")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
