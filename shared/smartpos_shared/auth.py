@@ -334,7 +334,8 @@ def token_verification(
     @asynccontextmanager
     async def extension(app: FastAPI) -> AsyncIterator[None]:
         issuer = app.state.settings.auth_issuer
-        loader = jwks_loader or remote_jwks(issuer.rstrip("/") + "/.well-known/jwks.json")
+        jwks_url = app.state.settings.auth_jwks_url or issuer.rstrip("/") + "/.well-known/jwks.json"
+        loader = jwks_loader or remote_jwks(jwks_url)
         verifier = TokenVerifier(
             issuer, loader, clock=lambda: float(app.state.clock()), refresh_interval=refresh_interval
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -67,6 +67,9 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         async with session.begin():
             yield session
+            if session.info.get("outbox_wake"):
+                # Delivered at commit: relays in other processes wake at once (LISTEN smartpos_outbox).
+                await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
         await run_after_commit(session)
         if session.info.get("outbox_wake"):
             relay = getattr(request.app.state, "outbox_relay", None)

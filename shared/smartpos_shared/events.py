@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, select, update
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -161,8 +161,17 @@ def add_event(
     return event_id
 
 
+NOTIFY_CHANNEL = "smartpos_outbox"
+
+
 class OutboxRelay:
-    """Publishes committed outbox rows to JetStream, in order, and marks them published after the ack."""
+    """Publishes committed outbox rows to JetStream and marks them published only after the ack.
+
+    Safe with several relays at once without reordering one merchant's events: work is partitioned by merchant,
+    each merchant's rows are published by whoever holds that merchant's advisory lock, in `position` order,
+    pipelined (publish all, then await the acks). Woken right after a commit (in process, and across processes by
+    LISTEN/NOTIFY); polling is only the fallback.
+    """
 
     def __init__(
         self,
@@ -170,17 +179,21 @@ class OutboxRelay:
         nats: NatsConnection,
         outbox_model: type[OutboxMixin],
         *,
-        batch_size: int = 200,
-        poll_interval: float = 0.5,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        listen_dsn: str | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.nats = nats
         self.model = outbox_model
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.listen_dsn = listen_dsn
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
+        self.published_total = 0
 
     def wake(self) -> None:
         """Called right after a commit that wrote events, so they go out now rather than at the next poll."""
@@ -188,21 +201,45 @@ class OutboxRelay:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        if self.listen_dsn:
+            self._listener = asyncio.create_task(self._listen(self.listen_dsn), name="outbox-listen")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._listener, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _listen(self, dsn: str) -> None:
+        import asyncpg
+
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    lost = asyncio.Event()
+                    conn.add_termination_listener(lambda *_, lost=lost: lost.set())
+                    await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                    await lost.wait()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("outbox_listen_failed", error=repr(exc))
+                await asyncio.sleep(1)
 
     async def _run(self) -> None:
         backoff = self.poll_interval
         while True:
+            self._wake.clear()
             try:
                 published = await self.publish_pending()
                 backoff = self.poll_interval
-                if published == self.batch_size:
-                    continue  # more waiting: no sleep
+                if published:
+                    continue  # there may be more: go again at once
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -211,7 +248,6 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), backoff)
-            self._wake.clear()
 
     async def _jetstream(self) -> JetStreamContext:
         if self._js is None:
@@ -222,18 +258,43 @@ class OutboxRelay:
         return self._js
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows were published."""
+        """Publish what is waiting for every merchant whose lock this relay gets; returns rows published."""
         if not self.nats.is_connected:
             return 0
         model = self.model
+        async with self.sessionmaker() as session:
+            merchants = (
+                (
+                    await session.execute(
+                        select(model.merchant_id)
+                        .where(model.published_at.is_(None))
+                        .group_by(model.merchant_id)
+                        .limit(100)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        total = 0
+        for merchant_id in merchants:
+            total += await self._publish_merchant(merchant_id)
+        self.published_total += total
+        return total
+
+    async def _publish_merchant(self, merchant_id: str) -> int:
+        model = self.model
         async with self.sessionmaker() as session, session.begin():
+            locked = await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"outbox:{merchant_id}"}
+            )
+            if not locked:
+                return 0  # another relay is publishing this merchant's events, in order
             rows = (
                 await session.execute(
-                    select(model.position, model.id, model.merchant_id, model.type, model.payload)
-                    .where(model.published_at.is_(None))
+                    select(model.position, model.id, model.type, model.payload)
+                    .where(model.merchant_id == merchant_id, model.published_at.is_(None))
                     .order_by(model.position)
                     .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
                 )
             ).all()
             if not rows:
@@ -241,7 +302,7 @@ class OutboxRelay:
             js = await self._jetstream()
             futures = [
                 await js.publish_async(
-                    subject_for(row.merchant_id, row.type),
+                    subject_for(merchant_id, row.type),
                     json.dumps(row.payload, separators=(",", ":")).encode(),
                     headers={"Nats-Msg-Id": row.id},
                 )
@@ -259,7 +320,8 @@ def outbox_relay_extension(outbox_model: type[OutboxMixin]) -> Callable[[FastAPI
 
     @asynccontextmanager
     async def extension(app: FastAPI) -> AsyncIterator[None]:
-        relay = OutboxRelay(app.state.sessionmaker, app.state.nats, outbox_model)
+        url = app.state.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        relay = OutboxRelay(app.state.sessionmaker, app.state.nats, outbox_model, listen_dsn=url)
         app.state.outbox_relay = relay
         await relay.start()
         try:

@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
         default="http://127.0.0.1:8002",
         validation_alias=AliasChoices("SMARTPOS_AUTH_ISSUER", "auth_issuer"),
     )
+    # Where resource servers fetch the issuer's keys; defaults to <issuer>/.well-known/jwks.json.
+    auth_jwks_url: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_AUTH_JWKS_URL", "auth_jwks_url"))
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("SMARTPOS_LOG_LEVEL", "log_level"))
     access_log: bool = Field(default=True, validation_alias=AliasChoices("SMARTPOS_ACCESS_LOG", "access_log"))
     db_pool_size: int = 10

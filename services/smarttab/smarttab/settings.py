@@ -11,3 +11,7 @@ class SmarttabSettings(ServiceSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_smarttab"
     port: int = 8001
+    # Per-socket send queue: a socket this far behind is closed (it resumes with `since`).
+    ws_queue_size: int = 1000
+    # At most this many missed events are replayed on resume; beyond, the client is told to reload via REST.
+    replay_limit: int = 1000

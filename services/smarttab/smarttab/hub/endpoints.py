@@ -1,0 +1,172 @@
+"""`WS /ws/orders` and `GET /stores/{store_id}/live`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from datetime import UTC, datetime
+from datetime import time as dtime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel
+from starlette.websockets import WebSocketState
+
+from smartpos_shared.auth import PrincipalDep, Role, authenticate_websocket
+from smartpos_shared.db import SessionDep
+from smartpos_shared.errors import DomainError, NotFound, problem_schema
+
+from ..projections import repository
+from .hub import SLOW_CLOSE_CODE, Hub, Subscriber
+
+router = APIRouter(tags=["live"])
+
+ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
+HEARTBEAT_SECONDS = 15.0
+
+
+async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+    await websocket.accept()
+    await websocket.close(code=code, reason=reason)
+
+
+@router.websocket("/ws/orders")
+async def orders_feed(
+    websocket: WebSocket,
+    store_id: Annotated[str | None, Query(pattern=rf"^sto_{ULID}$")] = None,
+    merchant_id: Annotated[str | None, Query(pattern=rf"^mer_{ULID}$")] = None,
+    since: Annotated[int | None, Query(ge=0)] = None,
+) -> None:
+    """Live order updates of the token's merchant (a device: its store). `since=<seq>` replays what was missed."""
+    try:
+        principal = await authenticate_websocket(websocket)
+    except DomainError as exc:
+        await _refuse(websocket, 4401 if exc.status == 401 else 4403, exc.detail[:120])
+        return
+    if principal.role is Role.admin:
+        if merchant_id is None:
+            await _refuse(websocket, 4400, "an admin names the merchant (merchant_id)")
+            return
+        channel = merchant_id
+    else:
+        assert principal.merchant_id is not None
+        if merchant_id is not None and merchant_id != principal.merchant_id:
+            await _refuse(websocket, 4403, "not your merchant")
+            return
+        channel = principal.merchant_id
+    store_filter = store_id
+    if principal.role is Role.device:
+        if store_id is not None and store_id != principal.store_id:
+            await _refuse(websocket, 4403, "a device follows its own store only")
+            return
+        store_filter = principal.store_id
+
+    hub: Hub = websocket.app.state.hub
+    subscriber = Subscriber(channel, store_filter, hub.max_queue, buffering=since is not None)
+    hub.register(subscriber)
+    try:
+        await websocket.accept()
+        last = since or 0
+        if since is not None:
+            replay = await hub.replay(channel, store_filter, since)
+            if not replay.complete:
+                await websocket.send_text(
+                    json.dumps({"type": "resync_required", "reason": replay.reason, "seq": since})
+                )
+            for seq, payload in replay.messages:
+                await websocket.send_text(payload)
+                last = seq
+            subscriber.release(after_seq=last)
+        await _pump(websocket, subscriber, principal.expires_at)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unregister(subscriber)
+        if websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close()
+
+
+async def _pump(websocket: WebSocket, subscriber: Subscriber, expires_at: int) -> None:
+    """Send queued events and heartbeats; stop when the client leaves, lags or its token expires."""
+
+    async def drain_client() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+
+    reader = asyncio.create_task(drain_client())
+    overflow = asyncio.create_task(subscriber.overflowed.wait())
+    try:
+        while True:
+            if time.time() >= expires_at:
+                await websocket.close(code=4401, reason="token expired; reconnect with a new token and since")
+                return
+            getter = asyncio.create_task(subscriber.queue.get())
+            done, _ = await asyncio.wait(
+                {getter, reader, overflow}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            if reader in done:
+                getter.cancel()
+                reader.result()  # re-raises the disconnect
+                return
+            if overflow in done:
+                getter.cancel()
+                await websocket.close(code=SLOW_CLOSE_CODE, reason="too slow; reconnect with since")
+                return
+            if getter in done:
+                _, payload = getter.result()
+                await websocket.send_text(payload)
+            else:
+                getter.cancel()
+                await websocket.send_text('{"type":"heartbeat"}')
+    finally:
+        for task in (reader, overflow):
+            task.cancel()
+
+
+class TodayTotals(BaseModel):
+    orders: int
+    completed: int
+    revenue: int
+
+
+class StoreLive(BaseModel):
+    store_id: str
+    open_orders: list[dict[str, Any]]
+    today: TodayTotals
+
+
+@router.get(
+    "/stores/{store_id}/live",
+    summary="A store right now: open orders and today's (UTC) totals, built from events",
+    responses={
+        401: problem_schema("Missing, invalid or expired access token"),
+        404: problem_schema("Another tenant's store"),
+        422: problem_schema("Malformed store id"),
+    },
+)
+async def store_live(
+    store_id: Annotated[str, Path(pattern=rf"^sto_{ULID}$")],
+    principal: PrincipalDep,
+    session: SessionDep,
+    request: Request,
+) -> StoreLive:
+    owner = await repository.store_owner(session, store_id)
+    if principal.role is Role.device and store_id != principal.store_id:
+        raise NotFound("store not found")
+    if principal.role is not Role.admin and owner is not None and owner != principal.merchant_id:
+        raise NotFound("store not found")
+    merchant_id = owner if principal.role is Role.admin else principal.merchant_id
+    if merchant_id is None:  # no events for this store yet
+        return StoreLive(store_id=store_id, open_orders=[], today=TodayTotals(orders=0, completed=0, revenue=0))
+    midnight = datetime.combine(datetime.now(UTC).date(), dtime(0), tzinfo=UTC)
+    orders, completed, revenue = await repository.totals_since(session, merchant_id, store_id, midnight)
+    return StoreLive(
+        store_id=store_id,
+        open_orders=await repository.open_orders(session, merchant_id, store_id, 200),
+        today=TodayTotals(orders=orders, completed=completed, revenue=revenue),
+    )

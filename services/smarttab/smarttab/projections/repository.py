@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..models import DeadLetter, LiveOrder
+
+
+async def upsert_order(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Apply an order snapshot unless a newer (or the same) version is already there. Idempotent."""
+    statement = insert(LiveOrder).values(**values)
+    upsert = statement.on_conflict_do_update(
+        index_elements=[LiveOrder.order_id],
+        set_={name: statement.excluded[name] for name in values if name != "order_id"},
+        where=LiveOrder.version < statement.excluded.version,
+    ).returning(LiveOrder.order_id)
+    return (await session.execute(upsert)).first() is not None
+
+
+async def add_dead_letter(session: AsyncSession, **values: Any) -> None:
+    session.add(DeadLetter(**values))
+
+
+async def store_owner(session: AsyncSession, store_id: str) -> str | None:
+    query = select(LiveOrder.merchant_id).where(LiveOrder.store_id == store_id).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def open_orders(session: AsyncSession, merchant_id: str, store_id: str, limit: int) -> list[dict[str, Any]]:
+    query = (
+        select(LiveOrder.order)
+        .where(LiveOrder.merchant_id == merchant_id, LiveOrder.store_id == store_id, LiveOrder.status == "open")
+        .order_by(LiveOrder.created_at.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def totals_since(session: AsyncSession, merchant_id: str, store_id: str, since: datetime) -> tuple[int, int, int]:
+    completed_today = (LiveOrder.status == "completed") & (LiveOrder.completed_at >= since)
+    query = select(
+        func.count().filter(LiveOrder.created_at >= since),
+        func.count().filter(completed_today),
+        func.coalesce(func.sum(LiveOrder.total_amount).filter(completed_today), 0),
+    ).where(LiveOrder.merchant_id == merchant_id, LiveOrder.store_id == store_id)
+    orders, completed, revenue = (await session.execute(query)).one()
+    return int(orders), int(completed), int(revenue)

@@ -1,0 +1,121 @@
+"""Events are never lost: NATS down delays them without failing a request; several relays keep each merchant's
+events in order; a poison event ends in the dead-letter table after bounded redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from fastapi import FastAPI
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlalchemy import text
+
+from portal.main import build_app
+from portal.models import OutboxEvent
+from smartpos_shared.events import OutboxRelay, add_event
+from smartpos_shared.ids import new_id
+from tests.portal.helpers import ring_up
+from tests.support.apps import running
+from tests.support.databases import TestDatabase
+from tests.support.portal_fixtures import PORTAL, Tenant, portal_settings
+from tests.support.processes import PrivateNats
+
+
+async def _collect(url: str, subject: str, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(
+            subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        )
+        events = []
+        while len(events) < count:
+            msg = await sub.next_msg(timeout=timeout)
+            events.append(json.loads(msg.data))
+        return events
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def only_our_relays(portal_app: FastAPI) -> AsyncIterator[None]:
+    """The session's in-process portal shares this outbox; its relay (on the machine's NATS) must not take our rows."""
+    await portal_app.state.outbox_relay.stop()
+    try:
+        yield
+    finally:
+        await portal_app.state.outbox_relay.start()
+
+
+@pytest.mark.usefixtures("only_our_relays")
+async def test_nats_down_during_order_creation_fails_no_request_and_loses_no_event(
+    databases: dict[str, TestDatabase], auth_app: FastAPI, tenant: Tenant
+) -> None:
+    async def jwks() -> dict[str, Any]:
+        keys: dict[str, Any] = await auth_app.state.keyring.jwks()
+        return keys
+
+    broker = PrivateNats().start()
+    app = build_app(portal_settings(databases, nats_url=broker.url), jwks_loader=jwks)
+    try:
+        async with running(app, PORTAL) as portal:
+            first = await ring_up(portal, tenant)
+            broker.stop()
+            during = [await ring_up(portal, tenant) for _ in range(5)]  # every request succeeds
+            broker.start()  # same port, same store directory
+            events = await _collect(broker.url, f"smartpos.{tenant.merchant_id}.order.created", 6, timeout=15)
+            assert [e["subject"] for e in events] == [first["id"]] + [o["id"] for o in during]
+    finally:
+        broker.stop()
+
+
+@pytest.mark.usefixtures("only_our_relays")
+async def test_several_relays_publish_each_merchants_events_once_and_in_order(
+    databases: dict[str, TestDatabase], portal_app: FastAPI
+) -> None:
+    broker = PrivateNats().start()
+    connection = await _nats_connection(broker.url)
+    merchants = [new_id("mer") for _ in range(4)]
+    try:
+        async with portal_app.state.sessionmaker() as session, session.begin():
+            for i in range(50):
+                for merchant_id in merchants:
+                    add_event(
+                        session, OutboxEvent, source="test", event_type="order.updated", merchant_id=merchant_id,
+                        store_id=None, subject=f"ord_{merchant_id}", version=i + 1, data={"n": i},
+                    )  # fmt: skip
+        relays = [OutboxRelay(portal_app.state.sessionmaker, connection, OutboxEvent, batch_size=7) for _ in range(3)]
+        await asyncio.gather(*(_drain(relay) for relay in relays))
+        for merchant_id in merchants:
+            events = await _collect(broker.url, f"smartpos.{merchant_id}.order.updated", 50)
+            assert [e["version"] for e in events] == list(range(1, 51)), merchant_id
+        async with portal_app.state.engine.connect() as conn:
+            waiting = await conn.scalar(
+                text("SELECT count(*) FROM outbox WHERE published_at IS NULL AND merchant_id = ANY(:m)"),
+                {"m": merchants},
+            )
+        assert waiting == 0
+    finally:
+        await connection.close()
+        broker.stop()
+
+
+async def _drain(relay: OutboxRelay) -> None:
+    for _ in range(100):
+        if await relay.publish_pending() == 0:
+            await asyncio.sleep(0.01)
+            if await relay.publish_pending() == 0:
+                return
+
+
+async def _nats_connection(url: str):  # type: ignore[no-untyped-def]
+    from smartpos_shared.nats import NatsConnection
+
+    connection = NatsConnection(url, "test-relay")
+    await connection.start()
+    assert await connection.wait_connected(5)
+    return connection
