@@ -106,5 +106,9 @@ class NatsConnection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         if self.client is not None and not self.client.is_closed:
+            # Not drain(): it waits for every buffered consumer message and can hold shutdown for its full timeout.
+            # Nothing depends on it (the relay marks events sent only after their ack; consumers ack explicitly).
             with contextlib.suppress(Exception):
-                await self.client.drain()
+                await asyncio.wait_for(self.client.flush(timeout=1), 1.5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.close(), 2)
