@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens
+.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens bench-feed
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
@@ -42,7 +42,10 @@ format: sync
 	@$(RUN) ruff check --fix .
 
 # Benchmarks print their figures and the ceiling they compare against, and write bench-results.json.
-bench: bench-tokens
+bench: bench-tokens bench-feed
 
 bench-tokens: migrate
 	@$(RUN) python bench/tokens.py
+
+bench-feed: migrate
+	@$(RUN) python bench/feed.py

@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, select, text, update
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -258,41 +258,23 @@ class OutboxRelay:
         return self._js
 
     async def publish_pending(self) -> int:
-        """Publish what is waiting for every merchant whose lock this relay gets; returns rows published."""
+        """Publish one batch: the oldest waiting rows of every merchant whose advisory lock this relay gets.
+
+        One transaction per batch, whatever the number of merchants: the try-lock is evaluated in the WHERE
+        clause, so rows of a merchant another relay is publishing are skipped (and published by that relay, in
+        order). A transaction-level advisory lock taken twice by the same transaction simply stacks.
+        """
         if not self.nats.is_connected:
             return 0
-        model = self.model
-        async with self.sessionmaker() as session:
-            merchants = (
-                (
-                    await session.execute(
-                        select(model.merchant_id)
-                        .where(model.published_at.is_(None))
-                        .group_by(model.merchant_id)
-                        .limit(100)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        total = 0
-        for merchant_id in merchants:
-            total += await self._publish_merchant(merchant_id)
-        self.published_total += total
-        return total
-
-    async def _publish_merchant(self, merchant_id: str) -> int:
-        model = self.model
         async with self.sessionmaker() as session, session.begin():
-            locked = await session.scalar(
-                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"outbox:{merchant_id}"}
+            model = self.model
+            merchant_lock = func.pg_try_advisory_xact_lock(
+                func.hashtextextended(literal("outbox:") + model.merchant_id, 0)
             )
-            if not locked:
-                return 0  # another relay is publishing this merchant's events, in order
             rows = (
                 await session.execute(
-                    select(model.position, model.id, model.type, model.payload)
-                    .where(model.merchant_id == merchant_id, model.published_at.is_(None))
+                    select(model.position, model.id, model.merchant_id, model.type, model.payload)
+                    .where(model.published_at.is_(None), merchant_lock)
                     .order_by(model.position)
                     .limit(self.batch_size)
                 )
@@ -302,7 +284,7 @@ class OutboxRelay:
             js = await self._jetstream()
             futures = [
                 await js.publish_async(
-                    subject_for(merchant_id, row.type),
+                    subject_for(row.merchant_id, row.type),
                     json.dumps(row.payload, separators=(",", ":")).encode(),
                     headers={"Nats-Msg-Id": row.id},
                 )
@@ -310,8 +292,11 @@ class OutboxRelay:
             ]
             await asyncio.wait_for(asyncio.gather(*futures), 10)
             await session.execute(
-                update(model).where(model.position.in_([row.position for row in rows])).values(published_at=utcnow())
+                update(self.model)
+                .where(self.model.position.in_([row.position for row in rows]))
+                .values(published_at=utcnow())
             )
+        self.published_total += len(rows)
         return len(rows)
 
 

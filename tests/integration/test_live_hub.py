@@ -24,7 +24,12 @@ from tests.support.processes import ServiceProcess
 def hubs(service_env: dict[str, str]) -> Iterator[list[ServiceProcess]]:
     """Two smarttab processes trusting the test issuer; keys come from a device-auth process on the same database."""
     auth = ServiceProcess("device-auth", service_env).start()
-    env = {**service_env, "SMARTPOS_AUTH_ISSUER": ISSUER, "SMARTPOS_AUTH_JWKS_URL": f"{auth.url}/.well-known/jwks.json"}
+    env = {
+        **service_env,
+        "SMARTPOS_AUTH_ISSUER": ISSUER,
+        "SMARTPOS_AUTH_JWKS_URL": f"{auth.url}/.well-known/jwks.json",
+        "SMARTTAB_HEARTBEAT_SECONDS": "1",
+    }
     procs = [ServiceProcess("smarttab", env) for _ in range(2)]
     try:
         for proc in procs:
@@ -248,3 +253,9 @@ async def test_a_poison_event_is_dead_lettered_after_bounded_redelivery(
         assert row["deliveries"] == 5 and "KeyError" in row["error"]
     finally:
         await conn.close()
+
+
+async def test_an_idle_socket_gets_heartbeats(tenant: Tenant, feed: Any) -> None:
+    ws = await feed(tenant.merchant_token)
+    message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert message == {"type": "heartbeat"}

@@ -3,7 +3,7 @@ closing; the others get every event; buffered (resuming) subscribers release onl
 
 from __future__ import annotations
 
-from smarttab.hub.hub import Subscriber
+from smarttab.hub.hub import CLOSE_SLOW, Subscriber
 
 
 def test_a_slow_subscriber_overflows_alone() -> None:
@@ -13,6 +13,7 @@ def test_a_slow_subscriber_overflows_alone() -> None:
         slow.offer(seq, "sto_1", f"m{seq}")
         fast.offer(seq, "sto_1", f"m{seq}")
     assert slow.overflowed.is_set()
+    assert [slow.queue.get_nowait()[1] for _ in range(3)] == ["m1", "m2", CLOSE_SLOW]  # then it is closed
     assert not fast.overflowed.is_set() and fast.queue.qsize() == 10
 
 

@@ -19,7 +19,12 @@ from .settings import SmarttabSettings
 @asynccontextmanager
 async def live(app: FastAPI) -> AsyncIterator[None]:
     settings: SmarttabSettings = app.state.settings
-    app.state.hub = Hub(app.state.nats, max_queue=settings.ws_queue_size, replay_limit=settings.replay_limit)
+    app.state.hub = Hub(
+        app.state.nats,
+        max_queue=settings.ws_queue_size,
+        replay_limit=settings.replay_limit,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
     app.state.projector = Projector(app.state.sessionmaker, app.state.nats)
     await app.state.hub.start()
     await app.state.projector.start()

@@ -15,3 +15,5 @@ class SmarttabSettings(ServiceSettings):
     ws_queue_size: int = 1000
     # At most this many missed events are replayed on resume; beyond, the client is told to reload via REST.
     replay_limit: int = 1000
+    # A socket with nothing to send for this long gets {"type": "heartbeat"}.
+    heartbeat_seconds: float = 15.0

@@ -19,12 +19,11 @@ from smartpos_shared.db import SessionDep
 from smartpos_shared.errors import DomainError, NotFound, problem_schema
 
 from ..projections import repository
-from .hub import SLOW_CLOSE_CODE, Hub, Subscriber
+from .hub import CLOSE_EXPIRED, CLOSE_GONE, CLOSE_SLOW, SLOW_CLOSE_CODE, Hub, Subscriber
 
 router = APIRouter(tags=["live"])
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
-HEARTBEAT_SECONDS = 15.0
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
@@ -64,7 +63,9 @@ async def orders_feed(
         store_filter = principal.store_id
 
     hub: Hub = websocket.app.state.hub
-    subscriber = Subscriber(channel, store_filter, hub.max_queue, buffering=since is not None)
+    subscriber = Subscriber(
+        channel, store_filter, hub.max_queue, buffering=since is not None, expires_at=principal.expires_at
+    )
     hub.register(subscriber)
     try:
         await websocket.accept()
@@ -79,7 +80,8 @@ async def orders_feed(
                 await websocket.send_text(payload)
                 last = seq
             subscriber.release(after_seq=last)
-        await _pump(websocket, subscriber, principal.expires_at)
+        subscriber.last_sent = time.time()
+        await _pump(websocket, subscriber)
     except WebSocketDisconnect:
         pass
     finally:
@@ -89,43 +91,32 @@ async def orders_feed(
                 await websocket.close()
 
 
-async def _pump(websocket: WebSocket, subscriber: Subscriber, expires_at: int) -> None:
-    """Send queued events and heartbeats; stop when the client leaves, lags or its token expires."""
+async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:
+    """Send what the queue holds, in order. Disconnects, lag, expiry and heartbeats arrive as control items, so
+    each event costs one queue read and one send."""
 
-    async def drain_client() -> None:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
+    async def watch_client() -> None:
+        with contextlib.suppress(Exception):
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+        subscriber.control(CLOSE_GONE)
 
-    reader = asyncio.create_task(drain_client())
-    overflow = asyncio.create_task(subscriber.overflowed.wait())
+    reader = asyncio.create_task(watch_client())
     try:
         while True:
-            if time.time() >= expires_at:
-                await websocket.close(code=4401, reason="token expired; reconnect with a new token and since")
+            _, item = await subscriber.queue.get()
+            if item == CLOSE_GONE:
                 return
-            getter = asyncio.create_task(subscriber.queue.get())
-            done, _ = await asyncio.wait(
-                {getter, reader, overflow}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-            if reader in done:
-                getter.cancel()
-                reader.result()  # re-raises the disconnect
-                return
-            if overflow in done:
-                getter.cancel()
+            if item == CLOSE_SLOW:
                 await websocket.close(code=SLOW_CLOSE_CODE, reason="too slow; reconnect with since")
                 return
-            if getter in done:
-                _, payload = getter.result()
-                await websocket.send_text(payload)
-            else:
-                getter.cancel()
-                await websocket.send_text('{"type":"heartbeat"}')
+            if item == CLOSE_EXPIRED:
+                await websocket.close(code=4401, reason="token expired; reconnect with a new token and since")
+                return
+            await websocket.send_text(item)
+            subscriber.last_sent = time.time()
     finally:
-        for task in (reader, overflow):
-            task.cancel()
+        reader.cancel()
 
 
 class TodayTotals(BaseModel):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,32 +50,47 @@ def ws_message(event: dict[str, Any], seq: int) -> str:
     )
 
 
+# Control items a socket's queue may carry besides event payloads.
+HEARTBEAT = '{"type":"heartbeat"}'
+CLOSE_SLOW = "close:slow"
+CLOSE_EXPIRED = "close:expired"
+CLOSE_GONE = "close:gone"
+
+
 @dataclass(eq=False)
 class Subscriber:
+    """One socket. Its queue is bounded by `max_queue` events (checked here, so a control item always fits)."""
+
     merchant_id: str
     store_id: str | None
     max_queue: int
     buffering: bool = False
-    queue: asyncio.Queue[tuple[int, str]] = field(init=False)
+    expires_at: float = float("inf")
+    queue: asyncio.Queue[tuple[int, str]] = field(default_factory=asyncio.Queue)
     held: list[tuple[int, str]] = field(default_factory=list)
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.max_queue)
+    last_sent: float = 0.0
 
     def offer(self, seq: int, store_id: str | None, payload: str) -> None:
-        if self.store_id is not None and store_id != self.store_id:
+        if self.overflowed.is_set() or (self.store_id is not None and store_id != self.store_id):
             return
         if self.buffering:
             if len(self.held) >= self.max_queue:
-                self.overflowed.set()
+                self._overflow()
                 return
             self.held.append((seq, payload))
             return
-        try:
-            self.queue.put_nowait((seq, payload))
-        except asyncio.QueueFull:
-            self.overflowed.set()
+        if self.queue.qsize() >= self.max_queue:
+            self._overflow()
+            return
+        self.queue.put_nowait((seq, payload))
+
+    def control(self, item: str) -> None:
+        self.queue.put_nowait((0, item))
+
+    def _overflow(self) -> None:
+        self.overflowed.set()
+        self.control(CLOSE_SLOW)
 
     def release(self, after_seq: int) -> None:
         """End buffering: queue what arrived live during the replay and was not replayed."""
@@ -93,8 +109,12 @@ class Replay:
 
 
 class Hub:
-    def __init__(self, nats: NatsConnection, max_queue: int = 1000, replay_limit: int = 1000) -> None:
+    def __init__(
+        self, nats: NatsConnection, max_queue: int = 1000, replay_limit: int = 1000, heartbeat_seconds: float = 15.0
+    ) -> None:
         self.nats = nats
+        self.heartbeat_seconds = heartbeat_seconds
+        self._sweeper: asyncio.Task[None] | None = None
         self.max_queue = max_queue
         self.replay_limit = replay_limit
         self.by_merchant: dict[str, set[Subscriber]] = {}
@@ -104,8 +124,24 @@ class Hub:
 
     async def start(self) -> None:
         self.nats.on_connected(self._subscribe)
+        self._sweeper = asyncio.create_task(self._sweep(), name="hub-sweeper")
+
+    async def _sweep(self) -> None:
+        """One task for all sockets: heartbeats for idle ones, and closing those whose token expired."""
+        interval = min(1.0, self.heartbeat_seconds)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for subscribers in list(self.by_merchant.values()):
+                for subscriber in list(subscribers):
+                    if now >= subscriber.expires_at:
+                        subscriber.control(CLOSE_EXPIRED)
+                    elif now - subscriber.last_sent >= self.heartbeat_seconds and subscriber.queue.empty():
+                        subscriber.control(HEARTBEAT)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
