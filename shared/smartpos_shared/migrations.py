@@ -7,8 +7,8 @@ import asyncio
 import os
 
 from alembic import context
-from sqlalchemy import MetaData, pool
-from sqlalchemy.engine import Connection
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 # Defaults for every revision; a revision may SET LOCAL other values itself (the template does).
@@ -39,7 +39,12 @@ def run(metadata: MetaData, database_url: str, version_table: str) -> None:
         return
 
     connection = context.config.attributes.get("connection")
-    if connection is not None:  # handed in by a test (pytest-alembic) or the CLI
+    if isinstance(connection, Engine):  # handed in by a test (pytest-alembic)
+        with connection.connect() as conn:  # not begin(): Alembic owns the transactions (autocommit blocks)
+            _run_sync(conn, metadata, version_table)
+            conn.commit()
+        return
+    if connection is not None:
         _run_sync(connection, metadata, version_table)
         return
     asyncio.run(_run_async(metadata, url, version_table))
@@ -57,3 +62,18 @@ async def _run_async(metadata: MetaData, url: str, version_table: str) -> None:
         await connection.run_sync(_run_sync, metadata, version_table)
         await connection.commit()
     await engine.dispose()
+
+
+def refuse_if_rows(*tables: str) -> None:
+    """Called by downgrades that drop tables: refuse, rather than destroy data an operator may not have meant to
+    lose. Empty tables (a fresh database, a test) are dropped as usual."""
+    if context.is_offline_mode():
+        return
+    bind = context.get_bind()
+    for table in tables:
+        exists = bind.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar()
+        if exists and bind.execute(text(f'SELECT EXISTS (SELECT 1 FROM "{table}")')).scalar():  # noqa: S608
+            raise RuntimeError(
+                f"refusing to downgrade: table {table!r} holds rows and this downgrade would drop it; "
+                "export or empty it first"
+            )

@@ -82,6 +82,8 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column()
     canceled_at: Mapped[datetime | None] = mapped_column()
+    # Units on the order (sum of line quantities), denormalised for lists, receipts and dashboards.
+    item_count: Mapped[int] = mapped_column(Integer)
 
 
 class OrderLine(Base):

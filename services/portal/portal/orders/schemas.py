@@ -34,6 +34,7 @@ class OrderPublic(BaseModel):
     store_id: str
     status: str
     items: list[OrderItemPublic]
+    item_count: int
     total_amount: int
     currency: str
     version: int

@@ -39,6 +39,7 @@ def order_public(order: Order, lines: list[OrderLine]) -> OrderPublic:
             )
             for line in lines
         ],
+        item_count=order.item_count,
         total_amount=order.total_amount,
         currency=order.currency,
         version=order.version,
@@ -92,6 +93,7 @@ async def create_order(
         updated_at=now,
         completed_at=None,
         canceled_at=None,
+        item_count=sum(item.quantity for item in body.items),
     )
     lines = []
     for line_no, item in enumerate(body.items, start=1):

@@ -1,0 +1,258 @@
+"""Operators run migrations forward and back on live data: the seed's cycle (base → head → -1 → head with
+`verify` between) with rows present, data identical (row counts and checksums) after every step, downgrades
+that would destroy data refusing instead, squawk over every revision, and the `smartpos migrate` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+
+from smartpos_cli import migrate
+from tests.migrations.conftest import scratch, sync_engine
+from tests.support.databases import TestDatabase
+
+ROOT = Path(__file__).resolve().parents[2]
+BEFORE_ITEM_COUNT = "1b054a72d710"  # commerce core, the revision before the item_count expand
+
+# The columns every revision in this test keeps, per table, in a stable order.
+CHECKED = {
+    "merchants": "id, name, currency, created_at",
+    "stores": "id, merchant_id, name, created_at",
+    "products": "id, merchant_id, name, sku, unit_price, currency, created_at",
+    "orders": "id, merchant_id, store_id, status, total_amount, currency, version, created_at, updated_at,"
+    " completed_at, canceled_at",
+    "order_lines": "order_id, line_no, merchant_id, product_id, name, quantity, unit_price, line_total",
+    "bills": "id, merchant_id, store_id, order_id, status, total_amount, paid_amount, currency, paid_at, version",
+    "payments": "id, merchant_id, store_id, bill_id, order_id, amount, currency, method, status, pgw_reference, version",
+}
+ORDER_BY = {"order_lines": "order_id, line_no"}
+
+
+def run(db: TestDatabase, action: str, revision: str | None = None) -> int:
+    return migrate.run(migrate.SERVICES["portal"], action, revision, database_url=db.url)
+
+
+def drift(db: TestDatabase) -> list[object]:
+    return asyncio.run(migrate.schema_drift(migrate.SERVICES["portal"], db.url))
+
+
+def seed(conn: Connection, orders: int = 2000) -> None:
+    """Realistic rows through every table, written as the application of that revision would."""
+    has_item_count = conn.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'item_count')"
+        )
+    ).scalar()
+    extra_column, extra_value = (", item_count", ", 0") if has_item_count else ("", "")
+    conn.execute(
+        text("INSERT INTO merchants (id, name, currency) VALUES ('mer_01SEED000000000000000000MM', 'Kissa', 'JPY')")
+    )
+    conn.execute(
+        text(
+            "INSERT INTO stores (id, merchant_id, name) VALUES ('sto_01SEED000000000000000000SS', 'mer_01SEED000000000000000000MM', 'Ueno')"
+        )
+    )
+    for p, price in enumerate((450, 700, 1200)):
+        conn.execute(
+            text(
+                "INSERT INTO products (id, merchant_id, name, sku, unit_price, currency) VALUES (:id, 'mer_01SEED000000000000000000MM', :n, :sku, :price, 'JPY')"
+            ),
+            {"id": f"prd_01SEED00000000000000000P{p}0", "n": f"item {p}", "sku": f"S{p}", "price": price},
+        )
+    conn.execute(
+        text(
+            f"""
+            INSERT INTO orders (id, merchant_id, store_id, status, total_amount, currency, version, created_at, updated_at{extra_column})
+            SELECT 'ord_01SEED' || lpad(g::text, 20, '0'), 'mer_01SEED000000000000000000MM', 'sto_01SEED000000000000000000SS',
+                   CASE WHEN g % 3 = 0 THEN 'completed' ELSE 'open' END, 0, 'JPY', 1,
+                   now() - g * interval '1 minute', now(){extra_value}
+            FROM generate_series(1, :n) g
+            """
+        ),
+        {"n": orders},
+    )
+    conn.execute(
+        text(
+            """
+            INSERT INTO order_lines (order_id, line_no, merchant_id, product_id, name, quantity, unit_price, line_total)
+            SELECT o.id, l, o.merchant_id, 'prd_01SEED00000000000000000P' || (l % 3) || '0', 'item', l + 1,
+                   450, 450 * (l + 1)
+            FROM orders o, generate_series(1, 1 + (substr(o.id, 20)::int % 3)) l
+            """
+        )
+    )
+    conn.execute(
+        text(
+            "UPDATE orders o SET total_amount = s.t FROM (SELECT order_id, sum(line_total) t FROM order_lines GROUP BY order_id) s WHERE s.order_id = o.id"
+        )
+    )
+    if has_item_count:
+        conn.execute(
+            text("UPDATE orders o SET item_count = (SELECT sum(quantity) FROM order_lines l WHERE l.order_id = o.id)")
+        )
+    conn.execute(
+        text(
+            """
+            INSERT INTO bills (id, merchant_id, store_id, order_id, status, total_amount, paid_amount, currency, paid_at, version,
+                               created_at, updated_at)
+            SELECT 'bil' || substr(id, 4), merchant_id, store_id, id, 'paid', total_amount, total_amount, 'JPY', now(), 2,
+                   now(), now()
+            FROM orders WHERE status = 'completed'
+            """
+        )
+    )
+    conn.execute(
+        text(
+            """
+            INSERT INTO payments (id, merchant_id, store_id, bill_id, order_id, amount, currency, method, status, pgw_reference,
+                                  version, created_at, updated_at)
+            SELECT 'pay' || substr(id, 4), merchant_id, store_id, id, order_id, total_amount, 'JPY', 'card', 'succeeded',
+                   'pgwref_' || substr(id, 5), 2, now(), now()
+            FROM bills
+            """
+        )
+    )
+
+
+def fingerprint(conn: Connection) -> dict[str, tuple[int, str]]:
+    result = {}
+    for table, columns in CHECKED.items():
+        order = ORDER_BY.get(table, "id")
+        row = conn.execute(
+            text(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) FROM (SELECT {columns} FROM {table}) t"
+            )
+        ).one()
+        result[table] = (row[0], row[1])
+    return result
+
+
+def item_counts_are_right(conn: Connection) -> bool:
+    wrong = conn.execute(
+        text(
+            "SELECT count(*) FROM orders o WHERE item_count IS DISTINCT FROM (SELECT sum(quantity) FROM order_lines l WHERE l.order_id = o.id)"
+        )
+    ).scalar()
+    return wrong == 0
+
+
+def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
+    db = scratch("portal", "cycle")
+    engine = sync_engine(db)
+    try:
+        assert run(db, "upgrade", "head") == 0
+        assert drift(db) == []
+        with engine.begin() as conn:
+            seed(conn, 300)
+            conn.execute(
+                text(
+                    "UPDATE orders o SET item_count = (SELECT sum(quantity) FROM order_lines l WHERE l.order_id = o.id)"
+                )
+            )
+            before = fingerprint(conn)
+        assert run(db, "downgrade", "-1") == 0
+        assert [d[0][0] if isinstance(d, list) else d[0] for d in drift(db)] == ["modify_nullable"]  # verify names it
+        assert run(db, "verify") == 1
+        assert run(db, "upgrade", "head") == 0
+        assert run(db, "verify") == 0
+        with engine.connect() as conn:
+            assert fingerprint(conn) == before
+            assert item_counts_are_right(conn)
+    finally:
+        engine.dispose()
+
+
+def test_data_is_identical_after_upgrade_downgrade_and_upgrade_again() -> None:
+    db = scratch("portal", "integrity")
+    engine = sync_engine(db)
+    try:
+        assert run(db, "upgrade", BEFORE_ITEM_COUNT) == 0
+        with engine.begin() as conn:
+            seed(conn, 2000)
+            original = fingerprint(conn)
+        assert original["orders"][0] == 2000 and original["order_lines"][0] > 2000 and original["payments"][0] > 600
+
+        assert run(db, "upgrade", "head") == 0
+        with engine.connect() as conn:
+            assert fingerprint(conn) == original
+            assert item_counts_are_right(conn)
+        assert drift(db) == []
+
+        assert run(db, "downgrade", BEFORE_ITEM_COUNT) == 0
+        with engine.connect() as conn:
+            assert fingerprint(conn) == original
+
+        assert run(db, "upgrade", "head") == 0
+        with engine.connect() as conn:
+            assert fingerprint(conn) == original
+            assert item_counts_are_right(conn)
+    finally:
+        engine.dispose()
+
+
+def test_the_backfill_is_rerunnable_and_skips_rows_the_application_already_wrote() -> None:
+    db = scratch("portal", "rerun")
+    engine = sync_engine(db)
+    try:
+        assert run(db, "upgrade", "ad0c21390a13") == 0  # expand only
+        with engine.begin() as conn:
+            seed(conn, 500)
+            conn.execute(text("UPDATE orders SET item_count = 999 WHERE id = 'ord_01SEED00000000000000000007'"))
+        assert run(db, "upgrade", "head") == 0
+        with engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT item_count FROM orders WHERE id = 'ord_01SEED00000000000000000007'")).scalar()
+                == 999
+            )
+            assert conn.execute(text("SELECT count(*) FROM orders WHERE item_count IS NULL")).scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_downgrade_that_would_drop_tables_with_rows_refuses() -> None:
+    db = scratch("portal", "refuse")
+    engine = sync_engine(db)
+    try:
+        assert run(db, "upgrade", BEFORE_ITEM_COUNT) == 0
+        with engine.begin() as conn:
+            seed(conn, 10)
+        with pytest.raises(RuntimeError, match="holds rows"):
+            run(db, "downgrade", "base")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 10
+    finally:
+        engine.dispose()
+
+
+def test_squawk_finds_nothing_in_any_revision(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "revision_sql.py"), str(tmp_path)], check=True, cwd=ROOT)
+    files = sorted(tmp_path.glob("*.sql"))
+    assert len(files) >= 9
+    squawk = Path(sys.executable).parent / "squawk"
+    result = subprocess.run([str(squawk), "--reporter=gcc", *map(str, files)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_cli_runs_every_action_against_every_service(databases: dict[str, TestDatabase]) -> None:
+    env = {**os.environ, **{db.env_var: db.url for db in databases.values()}}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "smartpos_cli", *args], capture_output=True, text=True, env=env, cwd=ROOT
+        )
+
+    assert cli("migrate", "all", "verify").returncode == 0
+    assert "schema matches" in cli("migrate", "all", "verify").stdout
+    current = cli("migrate", "all", "current")
+    assert current.returncode == 0 and "(head)" in current.stdout
+    assert "item_count" in cli("migrate", "portal", "history").stdout
+    assert cli("migrate", "device-auth", "upgrade", "head").returncode == 0
+    assert cli("migrate", "nowhere", "current").returncode == 2
+    assert cli("migrate", "portal", "sideways").returncode == 2
+    assert cli("migrate", "portal", "downgrade").returncode == 2
