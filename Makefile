@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens bench-feed
+.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens bench-feed bench-migrations
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
@@ -49,3 +49,6 @@ bench-tokens: migrate
 
 bench-feed: migrate
 	@$(RUN) python bench/feed.py
+
+bench-migrations: infra
+	@$(RUN) python bench/migrations.py

@@ -77,3 +77,74 @@ def refuse_if_rows(*tables: str) -> None:
                 f"refusing to downgrade: table {table!r} holds rows and this downgrade would drop it; "
                 "export or empty it first"
             )
+
+
+def backfill(
+    *,
+    table: str,
+    pending: str,
+    batch_sql: str,
+    batch_size: int,
+    workers: int,
+    lock_timeout: str = "2s",
+    statement_timeout: str = "60s",
+) -> int:
+    """Run a keyset backfill over `table`'s rows matching `pending`, split into `workers` key ranges processed
+    in parallel, each on its own connection, in short autocommit batches.
+
+    `batch_sql` takes `$1` (ids greater than), `$2` (ids at most; NULL for no bound) and `$3` (batch size), must
+    only touch rows matching `pending`, and returns the ids it updated. Re-runnable by construction. Returns the
+    number of rows updated. Call it inside `op.get_context().autocommit_block()`.
+    """
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    bind = context.get_bind()
+    url = bind.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    total = bind.execute(text(f"SELECT count(*) FROM {table} WHERE {pending}")).scalar() or 0  # noqa: S608
+    if total == 0:
+        return 0
+    workers = max(1, min(workers, total // batch_size + 1))
+    bounds: list[str | None] = [""]
+    for k in range(1, workers):
+        bounds.append(
+            bind.execute(
+                text(f"SELECT id FROM {table} WHERE {pending} ORDER BY id OFFSET :o LIMIT 1"),  # noqa: S608
+                {"o": total * k // workers},
+            ).scalar()
+        )
+    bounds.append(None)
+    updated = [0] * workers
+    errors: list[BaseException] = []
+
+    async def work(index: int, after: str, upto: str | None) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"SET lock_timeout = '{lock_timeout}'; SET statement_timeout = '{statement_timeout}'")
+            while True:
+                ids = [row[0] for row in await conn.fetch(batch_sql, after, upto, batch_size)]
+                if not ids:
+                    return
+                updated[index] += len(ids)
+                after = max(ids)
+        finally:
+            await conn.close()
+
+    async def all_workers() -> None:
+        await asyncio.gather(*(work(i, bounds[i] or "", bounds[i + 1]) for i in range(workers)))
+
+    def run() -> None:
+        try:
+            asyncio.run(all_workers())
+        except BaseException as exc:  # re-raised in the migration's thread
+            errors.append(exc)
+
+    # Alembic runs this synchronously (possibly inside an event loop's greenlet): use a thread of our own.
+    thread = threading.Thread(target=run, name=f"backfill-{table}")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return sum(updated)

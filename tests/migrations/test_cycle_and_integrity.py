@@ -168,7 +168,10 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
         engine.dispose()
 
 
-def test_data_is_identical_after_upgrade_downgrade_and_upgrade_again() -> None:
+def test_data_is_identical_after_upgrade_downgrade_and_upgrade_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small batches over three parallel key ranges, so batch and range boundaries are really crossed.
+    monkeypatch.setenv("SMARTPOS_BACKFILL_BATCH", "97")
+    monkeypatch.setenv("SMARTPOS_BACKFILL_WORKERS", "3")
     db = scratch("portal", "integrity")
     engine = sync_engine(db)
     try:

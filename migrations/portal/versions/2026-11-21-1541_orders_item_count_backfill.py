@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 import os
 
-import sqlalchemy as sa
+import sqlalchemy as sa  # noqa: F401  (template import)
 from alembic import context, op
+
+from smartpos_shared.migrations import backfill
 
 revision: str = 'cdbe87debfaa'
 down_revision: str | Sequence[str] | None = 'ad0c21390a13'
@@ -32,15 +34,18 @@ def _timeouts() -> None:
 
 
 BATCH_SIZE = int(os.environ.get("SMARTPOS_BACKFILL_BATCH", "5000"))
+# Key ranges backfilled in parallel, each on its own connection (the per-row cost is index maintenance).
+WORKERS = int(os.environ.get("SMARTPOS_BACKFILL_WORKERS", "2"))
 
-# One batch: the next BATCH_SIZE orders still NULL after :after (keyset on the primary key), their units
-# summed from order_lines (primary key (order_id, line_no) makes the join an index lookup).
+# One batch: the next BATCH_SIZE orders still NULL after $1 (and at most $2: this worker's range; keyset on the
+# primary key), their units summed from order_lines (primary key (order_id, line_no): an index lookup each).
+# SKIP LOCKED: never wait for an order a request is changing; a later run (or the contract's check) sees it.
 BATCH_SQL = """
 WITH batch AS (
     SELECT id FROM orders
-    WHERE id > :after AND item_count IS NULL
+    WHERE id > $1 AND ($2::text IS NULL OR id <= $2) AND item_count IS NULL
     ORDER BY id
-    LIMIT :batch_size
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), units AS (
     SELECT l.order_id, sum(l.quantity)::integer AS n
@@ -57,22 +62,21 @@ RETURNING o.id
 
 def upgrade() -> None:
     if context.is_offline_mode():
-        # Offline SQL (for review and squawk): the statement each batch runs.
-        op.execute(sa.text(BATCH_SQL).bindparams(after="", batch_size=BATCH_SIZE))
+        # Offline SQL (for review and squawk): the statement each batch runs, for the first batch of one range.
+        op.execute(
+            BATCH_SQL.replace("$1", "''").replace("$2::text", "NULL::text").replace("$2", "NULL").replace("$3", str(BATCH_SIZE))
+        )
         return
-    bind = op.get_bind()
-    after = ""
     with op.get_context().autocommit_block():
-        bind.execute(sa.text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
-        bind.execute(sa.text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
-        while True:
-            # Autocommit: the batch statement is its own short transaction.
-            ids = bind.execute(sa.text(BATCH_SQL), {"after": after, "batch_size": BATCH_SIZE}).scalars().all()
-            if not ids:
-                break
-            after = max(ids)
-        bind.execute(sa.text("RESET lock_timeout"))
-        bind.execute(sa.text("RESET statement_timeout"))
+        backfill(
+            table="orders",
+            pending="item_count IS NULL",
+            batch_sql=BATCH_SQL,
+            batch_size=BATCH_SIZE,
+            workers=WORKERS,
+            lock_timeout=LOCK_TIMEOUT,
+            statement_timeout=STATEMENT_TIMEOUT,
+        )
 
 
 def downgrade() -> None:
