@@ -19,6 +19,7 @@ Prints a table and writes the same figures to bench-results.json (keys documente
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -50,7 +51,12 @@ TERMINALS = int(os.environ.get("BENCH_TERMINALS", "32"))
 SOCKETS = int(os.environ.get("BENCH_SOCKETS", "1000"))
 MERCHANTS = int(os.environ.get("BENCH_MERCHANTS", "20"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+RELAY_PROCESS = os.environ.get("BENCH_RELAY_PROCESS", "1") == "1"
 WEBHOOK_SECRET = os.environ.get("SMARTPOS_PGW_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
+
+
+def basic_auth(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
 class Client:
@@ -77,7 +83,7 @@ class Client:
 
 async def setup(http: aiohttp.ClientSession, auth: str, portal: str) -> list[dict[str, Any]]:
     admin = await bootstrap()
-    basic = aiohttp.helpers.BasicAuth(admin["client_id"], admin["client_secret"]).encode()
+    basic = basic_auth(admin["client_id"], admin["client_secret"])
     async with http.post(
         f"{auth}/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": basic}
     ) as r:
@@ -92,7 +98,7 @@ async def setup(http: aiohttp.ClientSession, auth: str, portal: str) -> list[dic
             f"{auth}/clients", json={"merchant_id": merchant["id"], "name": "dash"}, headers=as_admin
         ) as r:
             client = await r.json()
-        basic = aiohttp.helpers.BasicAuth(client["client_id"], client["client_secret"]).encode()
+        basic = basic_auth(client["client_id"], client["client_secret"])
         async with http.post(
             f"{auth}/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": basic}
         ) as r:
@@ -115,7 +121,7 @@ async def register_terminals(
 ) -> list[dict[str, Any]]:
     terminals = []
     for i in range(TERMINALS):
-        merchant = merchants[i % MERCHANTS]
+        merchant = merchants[i % len(merchants)]
         key = DeviceKey()
         body = {
             "merchant_id": merchant["id"],
@@ -410,6 +416,7 @@ def pgbench_ceiling() -> dict[str, Any]:
 
 
 async def main() -> None:
+    relay: subprocess.Popen[bytes] | None = None
     if os.environ.get("BENCH_USE_RUNNING") == "1":
         auth_url, portal_url, hub_url = (f"http://127.0.0.1:{p}" for p in (8002, 8000, 8001))
         servers: list[Server] = []
@@ -440,6 +447,9 @@ async def main() -> None:
     finally:
         for server in servers:
             server.stop()
+        if relay is not None:
+            relay.terminate()
+            relay.wait(10)
     results["pgbench_ceiling"] = pgbench_ceiling()
     checkout, feed = results["checkout"], results["feed"]
     ceiling = results["healthz_ceiling"]["requests_per_s"]
@@ -449,7 +459,12 @@ async def main() -> None:
         if results["pgbench_ceiling"].get("tps")
         else None,
     }
-    results["machine"] = {"cores": os.cpu_count(), "server_processes_per_service": WORKERS, "seconds": SECONDS}
+    results["machine"] = {
+        "cores": os.cpu_count(),
+        "server_processes_per_service": WORKERS,
+        "relay_process": RELAY_PROCESS,
+        "seconds": SECONDS,
+    }
     bars = {
         "checkout_at_least_20pct_of_ceiling": (results["ratios"]["checkout_http_vs_healthz"] or 0) >= 0.20,
         "feed_p99_at_most_100ms": feed["commit_to_socket"]["p99_ms"] <= 100,

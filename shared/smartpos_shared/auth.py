@@ -43,6 +43,7 @@ JWKS_REFRESH_INTERVAL = 5.0
 DEVICE_TOKEN_LIFETIME = 120
 CLIENT_TOKEN_LIFETIME = 600
 REVOKED_SUBJECT = "smartpos.*.device.revoked"
+VERIFIED_CACHE_SIZE = 10_000
 
 Clock = Callable[[], float]
 JwksLoader = Callable[[], Awaitable[dict[str, Any]]]
@@ -153,6 +154,7 @@ class TokenVerifier:
         self._last_refresh = float("-inf")
         self._refresh_lock = asyncio.Lock()
         self._refresh_interval = refresh_interval
+        self._verified: dict[str, Principal] = {}
 
     async def _key(self, kid: str) -> jwt.PyJWK | None:
         key = self._keys.get(kid)
@@ -185,7 +187,24 @@ class TokenVerifier:
         self._keys = keys
 
     async def verify(self, token: str) -> Principal:
-        """Check alg, typ, kid and signature, then iss, aud, exp (small leeway), iat and role claims."""
+        """Check alg, typ, kid and signature, then iss, aud, exp (small leeway), iat and role claims.
+
+        A token that verified is remembered (by its exact bytes) so the signature is not checked again on every
+        request; expiry and the revocation deny-list are still checked each time."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at <= self.clock() - LEEWAY_SECONDS:
+                raise Unauthorized("access token expired", error="invalid_token")
+            if cached.subject in self.deny_list:
+                raise Unauthorized("access token revoked")
+            return cached
+        principal = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # bounded; refilled by the next requests
+        self._verified[token] = principal
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

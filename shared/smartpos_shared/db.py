@@ -43,7 +43,8 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # No pool_pre_ping: it costs a round trip on every request. A connection that died is invalidated by the
+        # dialect on first use (that request answers 503, see errors.py) and replaced; pool_recycle bounds age.
         pool_recycle=1800,
         connect_args={
             "timeout": 5,

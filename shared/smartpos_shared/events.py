@@ -194,6 +194,7 @@ class OutboxRelay:
         self._listener: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
         self.published_total = 0
+        self.coalesce_seconds = 0.002
 
     def wake(self) -> None:
         """Called right after a commit that wrote events, so they go out now rather than at the next poll."""
@@ -248,6 +249,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), backoff)
+            # Let commits that arrive together go out in one batch (one transaction, pipelined publishes).
+            await asyncio.sleep(self.coalesce_seconds)
 
     async def _jetstream(self) -> JetStreamContext:
         if self._js is None:
@@ -315,3 +318,36 @@ def outbox_relay_extension(outbox_model: type[OutboxMixin]) -> Callable[[FastAPI
             await relay.stop()
 
     return extension
+
+
+async def run_relay_process(settings: Any, outbox_model: type[OutboxMixin], name: str) -> None:
+    """Run an outbox relay as its own process: woken by LISTEN/NOTIFY after each commit, polling as a fallback.
+
+    Keeps event latency independent of how busy the service's request loop is. Stops on SIGTERM/SIGINT.
+    """
+    import signal
+
+    from .db import create_engine, make_sessionmaker
+    from .logging import configure_logging
+
+    configure_logging(name, settings.log_level)
+    engine = create_engine(settings.database_url, pool_size=2, max_overflow=0)
+    nats = NatsConnection(settings.nats_url, name=name)
+    await nats.start()
+    relay = OutboxRelay(
+        make_sessionmaker(engine),
+        nats,
+        outbox_model,
+        listen_dsn=settings.database_url.replace("postgresql+asyncpg://", "postgresql://"),
+    )
+    await relay.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("relay_started", relay=name)
+    await stop.wait()
+    await relay.stop()
+    await nats.close()
+    await engine.dispose()
+    log.info("relay_stopped", relay=name, published=relay.published_total)

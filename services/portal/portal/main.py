@@ -41,7 +41,11 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
         title="SmartPOS portal",
         description="SmartPOS core portal: orders, bills, payments, catalog, merchants and stores.",
         routers=[merchants_router, catalog_router, orders_router, bills_router, payments_router, webhooks_router],
-        extensions=[token_verification(jwks_loader), commerce, outbox_relay_extension(OutboxEvent)],
+        extensions=[
+            token_verification(jwks_loader),
+            commerce,
+            *([outbox_relay_extension(OutboxEvent)] if settings.relay_in_process else []),
+        ],
         access_log=settings.access_log,
     )
 

@@ -39,6 +39,8 @@ class PortalSettings(ServiceSettings):
     pgw_url: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_URL", "pgw_url"))
     pgw_api_key: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_API_KEY", "pgw_api_key"))
     webhook_tolerance_seconds: int = 300
+    # Run the outbox relay inside each API process (simple; `make run`), or not (`python -m portal.relay`).
+    relay_in_process: bool = True
 
     def webhook_url(self) -> str:
         return self.pgw_webhook_url or f"http://127.0.0.1:{self.port}/webhooks/pgw"
