@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -22,6 +23,15 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
     """Environment for service processes: the test databases, quiet logs."""
     env = {db.env_var: db.url for db in databases.values()}
     env.update({"SMARTPOS_ENV": "development", "SMARTPOS_LOG_LEVEL": "WARNING", "SMARTPOS_ACCESS_LOG": "false"})
+    # smarttab processes project through a durable consumer of this run's own, from now on, deleted when idle:
+    # not the backlog of every other smarttab that ever used this NATS.
+    env.update(
+        {
+            "SMARTTAB_PROJECTOR_DURABLE": f"smarttab-test-{uuid.uuid4().hex[:12]}",
+            "SMARTTAB_PROJECTOR_START": "new",
+            "SMARTTAB_PROJECTOR_INACTIVE_SECONDS": "120",
+        }
+    )
     return env
 
 

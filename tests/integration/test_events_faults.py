@@ -119,3 +119,37 @@ async def _nats_connection(url: str):  # type: ignore[no-untyped-def]
     await connection.start()
     assert await connection.wait_connected(5)
     return connection
+
+
+@pytest.mark.usefixtures("only_our_relays")
+async def test_the_relay_as_its_own_process_publishes_what_the_api_commits(
+    databases: dict[str, TestDatabase], auth_app: FastAPI, tenant: Tenant
+) -> None:
+    """Production shape: API processes with PORTAL_RELAY_IN_PROCESS=false and `python -m portal.relay` beside them."""
+    import os
+    import subprocess
+    import sys
+
+    async def jwks() -> dict[str, Any]:
+        keys: dict[str, Any] = await auth_app.state.keyring.jwks()
+        return keys
+
+    broker = PrivateNats().start()
+    env = {
+        **os.environ,
+        "PORTAL_DATABASE_URL": databases["portal"].url,
+        "NATS_URL": broker.url,
+        "SMARTPOS_LOG_LEVEL": "WARNING",
+    }
+    relay = subprocess.Popen([sys.executable, "-m", "portal.relay"], env=env)
+    app = build_app(portal_settings(databases, nats_url=broker.url, relay_in_process=False), jwks_loader=jwks)
+    try:
+        async with running(app, PORTAL) as portal:
+            assert getattr(app.state, "outbox_relay", None) is None  # nothing publishes in the API process
+            orders = [await ring_up(portal, tenant) for _ in range(3)]
+            events = await _collect(broker.url, f"smartpos.{tenant.merchant_id}.order.created", 3, timeout=10)
+            assert [e["subject"] for e in events] == [o["id"] for o in orders]
+    finally:
+        relay.terminate()
+        assert relay.wait(10) == 0  # stops cleanly on SIGTERM
+        broker.stop()

@@ -25,7 +25,13 @@ async def live(app: FastAPI) -> AsyncIterator[None]:
         replay_limit=settings.replay_limit,
         heartbeat_seconds=settings.heartbeat_seconds,
     )
-    app.state.projector = Projector(app.state.sessionmaker, app.state.nats)
+    app.state.projector = Projector(
+        app.state.sessionmaker,
+        app.state.nats,
+        durable=settings.projector_durable,
+        start_at_new=settings.projector_start == "new",
+        inactive_seconds=settings.projector_inactive_seconds,
+    )
     await app.state.hub.start()
     await app.state.projector.start()
     try:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic_settings import SettingsConfigDict
 
 from smartpos_shared.settings import ServiceSettings
@@ -17,3 +19,9 @@ class SmarttabSettings(ServiceSettings):
     replay_limit: int = 1000
     # A socket with nothing to send for this long gets {"type": "heartbeat"}.
     heartbeat_seconds: float = 15.0
+    # The projector's durable JetStream consumer, shared by every smarttab process of one deployment. A new
+    # deployment with an empty database starts from the beginning of the stream ("all") to rebuild its views.
+    projector_durable: str = "smarttab-projections"
+    projector_start: Literal["all", "new"] = "all"
+    # Delete the durable after this long without a client (seconds); none in production.
+    projector_inactive_seconds: float | None = None

@@ -48,9 +48,19 @@ def order_values(event: dict[str, Any], stream_seq: int) -> dict[str, Any]:
 
 
 class Projector:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], nats: NatsConnection) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        nats: NatsConnection,
+        durable: str = DURABLE,
+        start_at_new: bool = False,
+        inactive_seconds: float | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.nats = nats
+        self.durable = durable
+        self.start_at_new = start_at_new
+        self.inactive_seconds = inactive_seconds
         self._subscription: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -68,13 +78,14 @@ class Projector:
         js = await ensure_stream(client)
         self._subscription = await js.pull_subscribe(
             FILTER,
-            durable=DURABLE,
+            durable=self.durable,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
+                deliver_policy=DeliverPolicy.NEW if self.start_at_new else DeliverPolicy.ALL,
                 max_deliver=MAX_DELIVER,
                 ack_wait=30,
                 max_ack_pending=10_000,
+                inactive_threshold=self.inactive_seconds,
             ),
         )
 
