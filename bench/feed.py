@@ -29,6 +29,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import CpuMeter, Server, percentiles, save, table
+from bench.run import Socket, listen
 from device_auth.clients.bootstrap import bootstrap
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
@@ -78,26 +79,6 @@ async def _setup_merchants(http: aiohttp.ClientSession, auth: str, portal: str) 
     return merchants
 
 
-class Socket:
-    def __init__(self, merchant_id: str) -> None:
-        self.merchant_id = merchant_id
-        self.received: dict[str, float] = {}
-        self.foreign = 0
-
-
-async def _listen(ws: aiohttp.ClientWebSocketResponse, socket: Socket) -> None:
-    async for message in ws:
-        if message.type != aiohttp.WSMsgType.TEXT:
-            break
-        now = time.time()
-        event = json.loads(message.data)
-        if event.get("type") != "order.created":
-            continue
-        if event["merchantId"] != socket.merchant_id:
-            socket.foreign += 1
-        socket.received[event["orderId"]] = now
-
-
 async def feed_benchmark(auth: str, portal: str, hub: str) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         merchants = await _setup_merchants(http, auth, portal)
@@ -112,7 +93,7 @@ async def feed_benchmark(auth: str, portal: str, hub: str) -> dict[str, Any]:
             socket = Socket(merchant["id"])
             sockets.append(socket)
             connections.append(ws)
-            listeners.append(asyncio.create_task(_listen(ws, socket)))
+            listeners.append(asyncio.create_task(listen(ws, socket)))
         await asyncio.sleep(1.0)
 
         # Stage split: when each order.created reaches NATS (commit → relay → JetStream → here).

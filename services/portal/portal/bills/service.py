@@ -6,12 +6,12 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import Principal
-from smartpos_shared.cache import CachedResource, VersionedCache
+from smartpos_shared.cache import VersionedCache
 from smartpos_shared.db import after_commit, utcnow
 from smartpos_shared.errors import Conflict, NotFound
 from smartpos_shared.ids import new_id
 
-from ..events import emit, invalidate_after_commit
+from ..events import cache_entry, emit_resource, invalidate_after_commit
 from ..models import Bill
 from ..orders import repository as orders
 from ..tenancy import Scope
@@ -35,22 +35,6 @@ def bill_public(bill: Bill) -> BillPublic:
         version=bill.version,
         created_at=bill.created_at,
         updated_at=bill.updated_at,
-    )
-
-
-def _cached(public: BillPublic) -> CachedResource:
-    return CachedResource(public.version, public.merchant_id, public.store_id, public.model_dump(mode="json"))
-
-
-def emit_bill(session: AsyncSession, event_type: str, public: BillPublic) -> None:
-    emit(
-        session,
-        event_type,
-        merchant_id=public.merchant_id,
-        store_id=public.store_id,
-        subject=public.id,
-        version=public.version,
-        data=public.model_dump(mode="json"),
     )
 
 
@@ -84,10 +68,10 @@ async def create_bill(
     session.add(bill)
     await session.flush()
     public = bill_public(bill)
-    emit_bill(session, "bill.created", public)
+    emit_resource(session, "bill.created", public)
 
     async def warm() -> None:
-        await cache.put(CACHE_KIND, public.id, _cached(public))
+        await cache.put(CACHE_KIND, public.id, cache_entry(public))
 
     after_commit(session, warm)
     return public
@@ -104,7 +88,7 @@ async def get_bill(session: AsyncSession, cache: VersionedCache, principal: Prin
     if bill is None:
         raise NotFound("bill not found")
     public = bill_public(bill)
-    await cache.put(CACHE_KIND, public.id, _cached(public))
+    await cache.put(CACHE_KIND, public.id, cache_entry(public))
     return public
 
 
@@ -113,7 +97,7 @@ async def _changed(session: AsyncSession, cache: VersionedCache, bill: Bill, eve
     bill.updated_at = utcnow()
     await session.flush()
     public = bill_public(bill)
-    emit_bill(session, event_type, public)
+    emit_resource(session, event_type, public)
     invalidate_after_commit(session, cache, CACHE_KIND, bill.id, bill.version)
     return public
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import Principal, Role
-from smartpos_shared.cache import CachedResource, VersionedCache
+from smartpos_shared.cache import VersionedCache
 from smartpos_shared.db import after_commit, utcnow
 from smartpos_shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from smartpos_shared.ids import new_id
@@ -13,7 +13,7 @@ from smartpos_shared.ids import new_id
 from ..bills import repository as bills
 from ..bills.service import void_bill
 from ..catalog import repository as catalog
-from ..events import emit, invalidate_after_commit
+from ..events import cache_entry, emit_resource, invalidate_after_commit
 from ..merchants import repository as merchants
 from ..models import Order, OrderLine
 from ..tenancy import Scope
@@ -48,10 +48,6 @@ def order_public(order: Order, lines: list[OrderLine]) -> OrderPublic:
         completed_at=order.completed_at,
         canceled_at=order.canceled_at,
     )
-
-
-def _cached(public: OrderPublic) -> CachedResource:
-    return CachedResource(public.version, public.merchant_id, public.store_id, public.model_dump(mode="json"))
 
 
 def _store_for_new_order(principal: Principal, requested: str | None) -> str:
@@ -116,25 +112,13 @@ async def create_order(
     session.add_all(lines)
     await session.flush()
     public = order_public(order, lines)
-    emit_order(session, "order.created", public)
+    emit_resource(session, "order.created", public)
 
     async def warm() -> None:
-        await cache.put(CACHE_KIND, public.id, _cached(public))
+        await cache.put(CACHE_KIND, public.id, cache_entry(public))
 
     after_commit(session, warm)
     return public
-
-
-def emit_order(session: AsyncSession, event_type: str, public: OrderPublic) -> None:
-    emit(
-        session,
-        event_type,
-        merchant_id=public.merchant_id,
-        store_id=public.store_id,
-        subject=public.id,
-        version=public.version,
-        data=public.model_dump(mode="json"),
-    )
 
 
 async def get_order(session: AsyncSession, cache: VersionedCache, principal: Principal, order_id: str) -> OrderPublic:
@@ -148,7 +132,7 @@ async def get_order(session: AsyncSession, cache: VersionedCache, principal: Pri
     if order is None:
         raise NotFound("order not found")
     public = order_public(order, (await repository.lines_of(session, [order.id]))[order.id])
-    await cache.put(CACHE_KIND, public.id, _cached(public))
+    await cache.put(CACHE_KIND, public.id, cache_entry(public))
     return public
 
 
@@ -178,7 +162,7 @@ async def _changed(session: AsyncSession, cache: VersionedCache, order: Order, n
     order.version += 1
     await session.flush()
     public = order_public(order, (await repository.lines_of(session, [order.id]))[order.id])
-    emit_order(session, "order.updated", public)
+    emit_resource(session, "order.updated", public)
     invalidate_after_commit(session, cache, CACHE_KIND, order.id, order.version)
     return public
 

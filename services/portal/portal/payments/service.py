@@ -16,7 +16,7 @@ from smartpos_shared.ids import new_id
 
 from ..bills import repository as bills
 from ..bills.service import record_succeeded_payment
-from ..events import emit
+from ..events import emit_resource
 from ..models import Bill, Order, Payment
 from ..orders import repository as orders
 from ..orders.service import complete_order
@@ -49,15 +49,7 @@ def payment_public(payment: Payment) -> PaymentPublic:
 
 def _emit(session: AsyncSession, event_type: str, payment: Payment) -> PaymentPublic:
     public = payment_public(payment)
-    emit(
-        session,
-        event_type,
-        merchant_id=payment.merchant_id,
-        store_id=payment.store_id,
-        subject=payment.id,
-        version=payment.version,
-        data=public.model_dump(mode="json"),
-    )
+    emit_resource(session, event_type, public)
     return public
 
 
