@@ -83,13 +83,6 @@ class Principal:
             raise NotFound("merchant not found")
         return self.merchant_id
 
-    def can_see_store(self, merchant_id: str, store_id: str) -> bool:
-        if self.role is Role.admin:
-            return True
-        if merchant_id != self.merchant_id:
-            return False
-        return self.role is Role.merchant or store_id == self.store_id
-
 
 class DenyList:
     """Devices whose tokens must be refused until their last token has expired anyway."""
@@ -112,26 +105,15 @@ class DenyList:
             del self._until[subject]
 
 
-def remote_jwks(url: str, client: httpx.AsyncClient | None = None) -> JwksLoader:
+def remote_jwks(url: str) -> JwksLoader:
     async def load() -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=3.0) if client is None else _noop(client) as http:
+        async with httpx.AsyncClient(timeout=3.0) as http:
             response = await http.get(url)
             response.raise_for_status()
             data: dict[str, Any] = response.json()
             return data
 
     return load
-
-
-class _noop:
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        return self.client
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 class TokenVerifier:

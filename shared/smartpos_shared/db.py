@@ -66,16 +66,15 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
+        relay = getattr(request.app.state, "outbox_relay", None)
         async with session.begin():
             yield session
-            if session.info.get("outbox_wake"):
-                # Delivered at commit: relays in other processes wake at once (LISTEN smartpos_outbox).
+            if session.info.get("outbox_wake") and relay is None:
+                # No relay in this process: wake the relay processes (LISTEN smartpos_outbox) at commit.
                 await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
         await run_after_commit(session)
-        if session.info.get("outbox_wake"):
-            relay = getattr(request.app.state, "outbox_relay", None)
-            if relay is not None:
-                relay.wake()
+        if session.info.get("outbox_wake") and relay is not None:
+            relay.wake()  # this process's relay publishes its own commits; no NOTIFY round trip needed
 
 
 AfterCommit = Callable[[], Awaitable[None]]

@@ -75,10 +75,6 @@ class ServiceUnavailable(DomainError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
-class PayloadTooLarge(DomainError):
-    status, code, title = 413, "payload_too_large", "Payload too large"
-
-
 def problem(
     status: int,
     code: str,

@@ -10,7 +10,7 @@ import re
 
 from ulid import ULID
 
-PREFIXES = frozenset({"mer", "sto", "prd", "ord", "bil", "pay", "dev", "cli", "evt", "key", "req", "whk"})
+PREFIXES = frozenset({"mer", "sto", "prd", "ord", "bil", "pay", "dev", "cli", "evt", "key"})
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]{3})_(?P<ulid>[0-9A-HJKMNP-TV-Z]{26})$")
 
 

@@ -16,7 +16,6 @@ from .errors import Unprocessable
 
 T = TypeVar("T")
 
-DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 

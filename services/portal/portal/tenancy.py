@@ -25,10 +25,6 @@ class Scope:
             return False
         return self.store_id is None or store_id == self.store_id
 
-    def catalog_scope(self) -> Scope:
-        """Devices read their merchant's whole catalog, not only their store's."""
-        return Scope(self.merchant_id, None)
-
 
 def merchant_for_write(principal: Principal, requested: str | None) -> str:
     """Merchant a create acts on: admins must name it; merchants act for themselves (naming another is 404)."""

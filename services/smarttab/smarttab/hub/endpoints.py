@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from datetime import time as dtime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.websockets import WebSocketState
 
@@ -144,7 +144,6 @@ async def store_live(
     store_id: Annotated[str, Path(pattern=rf"^sto_{ULID}$")],
     principal: PrincipalDep,
     session: SessionDep,
-    request: Request,
 ) -> StoreLive:
     owner = await repository.store_owner(session, store_id)
     if principal.role is Role.device and store_id != principal.store_id:

@@ -120,7 +120,6 @@ class Hub:
         self.by_merchant: dict[str, set[Subscriber]] = {}
         self.last_seq = 0
         self._subscription: Any = None
-        self.delivered = 0
 
     async def start(self) -> None:
         self.nats.on_connected(self._subscribe)
@@ -177,7 +176,6 @@ class Hub:
         store_id = (event.get("data") or {}).get("store_id")
         for subscriber in subscribers:
             subscriber.offer(seq, store_id, payload)
-        self.delivered += len(subscribers)
 
     def register(self, subscriber: Subscriber) -> None:
         self.by_merchant.setdefault(subscriber.merchant_id, set()).add(subscriber)
