@@ -82,7 +82,7 @@ def _is_version_table(diff: object, version_table: str) -> bool:
 
 async def schema_drift(service: ServiceDb, database_url: str | None = None) -> list[object]:
     """Differences between the live schema and the models; empty when they match."""
-    engine = create_async_engine(database_url or service.settings_url())
+    engine = create_async_engine(database_url or service.settings_url(), hide_parameters=True)
     try:
         async with engine.connect() as conn:
             return await conn.run_sync(_diff, service.metadata(), service.version_table())

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
-import asyncio
-import uuid
+from tests.support.environment import isolate_from_caller
 
-import pytest
+isolate_from_caller()  # before any service module reads its settings (see tests/support/environment.py)
 
-from tests.support.databases import TestDatabase, migrate_to_head, recreate, test_database
+import asyncio  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.support.databases import TestDatabase, migrate_to_head, recreate, test_database  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,15 @@ Clock = Callable[[], float]
 JwksLoader = Callable[[], Awaitable[dict[str, Any]]]
 
 
+def numeric_date(value: object) -> int | None:
+    """A JWT NumericDate as this platform accepts it: an integer (never a bool, a float, NaN or Infinity).
+
+    JSON parsers accept `NaN` and `Infinity`, and every comparison with NaN is false, so a check like
+    `exp <= now` silently passes: every time claim is read through this function, at the token endpoint and
+    at every resource server."""
+    return value if type(value) is int else None
+
+
 class Role(StrEnum):
     device = "device"
     merchant = "merchant"
@@ -221,16 +230,16 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid access token ({type(exc).__name__})") from None
         now = self.clock()
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        exp, iat = numeric_date(claims.get("exp")), numeric_date(claims.get("iat"))
+        if exp is None or iat is None or ("nbf" in claims and numeric_date(claims["nbf"]) is None):
             raise Unauthorized("invalid access token times")
         if exp <= now - LEEWAY_SECONDS:
             raise Unauthorized("access token expired", error="invalid_token")
         if iat > now + LEEWAY_SECONDS:
             raise Unauthorized("access token issued in the future")
-        return self._principal(claims)
+        return self._principal(claims, exp)
 
-    def _principal(self, claims: dict[str, Any]) -> Principal:
+    def _principal(self, claims: dict[str, Any], expires_at: int) -> Principal:
         try:
             role = Role(str(claims.get("role")))
         except ValueError:
@@ -240,7 +249,9 @@ class TokenVerifier:
             raise Unauthorized("access token has no merchant")
         if role is Role.device and not isinstance(store_id, str):
             raise Unauthorized("device token has no store")
-        subject = str(claims["sub"])
+        subject, token_id = claims.get("sub"), claims.get("jti")
+        if not isinstance(subject, str) or not isinstance(token_id, str):
+            raise Unauthorized("access token has no valid subject or id")
         if subject in self.deny_list:
             raise Unauthorized("access token revoked")
         return Principal(
@@ -249,8 +260,8 @@ class TokenVerifier:
             client_id=str(claims.get("client_id", subject)),
             merchant_id=merchant_id if role is not Role.admin else None,
             store_id=store_id if role is Role.device else None,
-            token_id=str(claims["jti"]),
-            expires_at=int(claims["exp"]),
+            token_id=token_id,
+            expires_at=expires_at,
         )
 
 

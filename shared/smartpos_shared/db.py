@@ -46,6 +46,9 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         # No pool_pre_ping: it costs a round trip on every request. A connection that died is invalidated by the
         # dialect on first use (that request answers 503, see errors.py) and replaced; pool_recycle bounds age.
         pool_recycle=1800,
+        # Error messages would otherwise carry bound parameters (a client secret's hash, a customer's data)
+        # into logs and tracebacks.
+        hide_parameters=True,
         connect_args={
             "timeout": 5,
             "command_timeout": 30,

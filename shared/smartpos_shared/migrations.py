@@ -57,7 +57,7 @@ def _run_sync(connection: Connection, metadata: MetaData, version_table: str) ->
 
 
 async def _run_async(metadata: MetaData, url: str, version_table: str) -> None:
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync, metadata, version_table)
         await connection.commit()

@@ -70,6 +70,14 @@ async def test_a_correctly_minted_token_is_accepted(auth: httpx.AsyncClient, aut
         pytest.param({"headers": {"typ": "JWT"}}, id="typ-JWT-not-at+jwt"),
         pytest.param({"headers": {"kid": "unknown-kid"}}, id="unknown-kid"),
         pytest.param({"headers": {"crit": ["exp"]}}, id="crit-header"),
+        pytest.param({"exp": float("nan")}, id="exp-NaN"),
+        pytest.param({"exp": float("inf")}, id="exp-Infinity"),
+        pytest.param({"iat": float("nan"), "exp": int(time.time()) + 365 * 86400}, id="iat-NaN"),
+        pytest.param({"exp": time.time() + 60.5}, id="exp-fractional"),
+        pytest.param({"exp": True}, id="exp-boolean"),
+        pytest.param({"nbf": float("nan")}, id="nbf-NaN"),
+        pytest.param({"sub": {"id": "cli_test"}}, id="sub-object"),
+        pytest.param({"jti": 12345}, id="jti-number"),
     ],
 )
 async def test_misissued_access_tokens_are_refused(

@@ -159,6 +159,50 @@ def tampered_assertion(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, st
     return assertion_form(f"{header}.{b64(json.dumps(claims).encode())}.{signature}")
 
 
+YEAR = 365 * 24 * 3600
+
+
+def iat_nan_exp_a_year_ahead(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    # JSON parsers accept NaN, and every comparison with NaN is false: the lifetime and iat checks must not pass.
+    return assertion_form(d.key.assertion(d.id, ISSUER, claims={"iat": float("nan"), "exp": int(time.time()) + YEAR}))
+
+
+def exp_nan(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(d.key.assertion(d.id, ISSUER, claims={"exp": float("nan")}))
+
+
+def exp_infinity(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(d.key.assertion(d.id, ISSUER, claims={"exp": float("inf")}))
+
+
+def iat_minus_infinity(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(d.key.assertion(d.id, ISSUER, claims={"iat": float("-inf")}))
+
+
+def fractional_exp(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(d.key.assertion(d.id, ISSUER, claims={"exp": time.time() + 30.5}))
+
+
+def boolean_iat(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(d.key.assertion(d.id, ISSUER, claims={"iat": True}))
+
+
+def nbf_nan(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(d.key.assertion(d.id, ISSUER, claims={"nbf": float("nan")}))
+
+
+def alg_is_a_list(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(unsigned({"alg": ["ES256"], "kid": d.key.kid}, claims_for(d), b"sig"))
+
+
+def alg_is_an_object(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(unsigned({"alg": {"name": "ES256"}, "kid": d.key.kid}, claims_for(d), b"sig"))
+
+
+def kid_is_a_list(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
+    return assertion_form(unsigned({"alg": "ES256", "kid": [d.key.kid]}, claims_for(d), b"sig"))
+
+
 def unknown_device(d: RegisteredDevice, _: RegisteredDevice) -> dict[str, str]:
     from smartpos_shared.ids import new_id
 
@@ -196,6 +240,16 @@ HOSTILE_401: dict[str, Callable[[RegisteredDevice, RegisteredDevice], dict[str, 
         garbage_assertion,
         tampered_assertion,
         unknown_device,
+        iat_nan_exp_a_year_ahead,
+        exp_nan,
+        exp_infinity,
+        iat_minus_infinity,
+        fractional_exp,
+        boolean_iat,
+        nbf_nan,
+        alg_is_a_list,
+        alg_is_an_object,
+        kid_is_a_list,
     )
 }
 

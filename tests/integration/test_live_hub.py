@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.portal.helpers import bill, ring_up
 from tests.support.auth_fixtures import ISSUER
+from tests.support.environment import nats_url
 from tests.support.portal_fixtures import MakeTenant, Tenant
 from tests.support.processes import ServiceProcess
 
@@ -82,7 +83,7 @@ async def feed(hubs: list[ServiceProcess]) -> AsyncIterator[Any]:
 async def test_order_created_is_published_on_its_merchant_subject_within_5_seconds(
     portal: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(nats_url())
     try:
         sub = await nc.subscribe(f"smartpos.{tenant.merchant_id}.order.created")
         order = await ring_up(portal, tenant)
@@ -225,7 +226,7 @@ async def test_a_poison_event_is_dead_lettered_after_bounded_redelivery(
     from smartpos_shared.ids import new_id
 
     event_id = new_id("evt")
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(nats_url())
     try:
         js = await ensure_stream(nc)
         poison = {
@@ -259,3 +260,14 @@ async def test_an_idle_socket_gets_heartbeats(tenant: Tenant, feed: Any) -> None
     ws = await feed(tenant.merchant_token)
     message = json.loads(await asyncio.wait_for(ws.recv(), 5))
     assert message == {"type": "heartbeat"}
+
+
+async def test_a_query_string_token_never_reaches_the_log(hubs: list[ServiceProcess], tenant: Tenant) -> None:
+    """uvicorn prints the handshake's path with its query string; browsers put the token there."""
+    async with connect(ws_url(hubs[0], access_token=tenant.merchant_token)) as ws:
+        await asyncio.wait_for(ws.recv(), 5)  # a heartbeat: the socket was accepted with the query token
+    await asyncio.sleep(0.2)
+    log = hubs[0].output()
+    assert "/ws/orders?access_token=[redacted]" in log  # the line is still there, without its secret
+    assert tenant.merchant_token not in log
+    assert tenant.merchant_token.split(".")[2] not in log  # not even the signature part

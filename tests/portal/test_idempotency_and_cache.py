@@ -12,7 +12,8 @@ from sqlalchemy import text
 
 from smartpos_shared.cache import CachedResource
 from tests.portal.helpers import bill, ring_up
-from tests.support.portal_fixtures import Tenant
+from tests.support.auth_fixtures import RegisterDevice
+from tests.support.portal_fixtures import MakeTenant, Tenant, bearer
 
 
 def key() -> dict[str, str]:
@@ -151,3 +152,45 @@ async def test_bills_are_cached_and_invalidated_too(
     await portal.post("/payments", json={"bill_id": b["id"], "amount": 100, "method": "cash"}, headers=tenant.as_device)
     assert await portal_app.state.redis.get(f"bill:{b['id']}") is None
     assert (await portal.get(f"/bills/{b['id']}", headers=tenant.as_device)).json()["paid_amount"] == 100
+
+
+async def test_keys_are_per_principal_so_another_store_never_gets_a_replay(
+    portal: httpx.AsyncClient, auth: httpx.AsyncClient, tenant: Tenant, register_device: RegisterDevice
+) -> None:
+    """A device of store 2 reusing store 1's key and body: its own order is created, store 1's is never shown;
+    on payments it gets the 404 it gets for store 1's bill anyway."""
+    other = await register_device(merchant_id=tenant.merchant_id, store_id=tenant.other_store_id)
+    other_device = bearer((await auth.post("/oauth/token", data=other.form())).json()["access_token"])
+    shared = key()
+    items = [{"product_id": tenant.products[0]["id"], "quantity": 1}]
+    first = await portal.post("/orders", json={"items": items}, headers={**tenant.as_device, **shared})
+    second = await portal.post("/orders", json={"items": items}, headers={**other_device, **shared})
+    assert first.status_code == second.status_code == 201
+    assert second.json()["id"] != first.json()["id"] and second.json()["store_id"] == tenant.other_store_id
+    assert "idempotent-replayed" not in second.headers
+    b = await bill(portal, tenant, first.json()["id"])
+    body = {"bill_id": b["id"], "amount": 100, "method": "cash"}
+    pay_key = key()
+    assert (await portal.post("/payments", json=body, headers={**tenant.as_device, **pay_key})).status_code == 201
+    intruder = await portal.post("/payments", json=body, headers={**other_device, **pay_key})
+    assert intruder.status_code == 404, intruder.text
+    assert "pay_" not in intruder.text
+
+
+async def test_a_stored_response_is_replayed_only_after_the_tenant_check(
+    portal: httpx.AsyncClient, portal_app: FastAPI, make_tenant: MakeTenant
+) -> None:
+    """Defence in depth: even a key row that names a foreign resource under the caller's own key is not shown."""
+    a, b = await make_tenant(), await make_tenant()
+    order = await ring_up(portal, a)
+    items = [{"product_id": b.products[0]["id"], "quantity": 1}]
+    planted = key()
+    first = await portal.post("/orders", json={"items": items}, headers={**b.as_device, **planted})
+    assert first.status_code == 201
+    async with portal_app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE idempotency_keys SET response_body = CAST(:body AS jsonb) WHERE key = :key"),
+            {"body": json.dumps(order), "key": planted["Idempotency-Key"]},
+        )
+    replay = await portal.post("/orders", json={"items": items}, headers={**b.as_device, **planted})
+    assert replay.status_code == 404 and order["id"] not in replay.text

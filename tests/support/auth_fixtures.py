@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from device_auth.settings import AuthSettings
 from smartpos_shared.ids import new_id
 from tests.support.apps import Clock, running
 from tests.support.databases import TestDatabase
+from tests.support.environment import nats_url, redis_url
 from tests.support.keys import DeviceKey, assertion_form
 
 ISSUER = "http://auth.test"
@@ -25,7 +25,8 @@ def auth_settings(databases: dict[str, TestDatabase], **overrides: object) -> Au
     values: dict[str, object] = {
         "database_url": databases["device-auth"].url,
         "auth_issuer": ISSUER,
-        "redis_url": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "redis_url": redis_url(),
+        "nats_url": nats_url(),
         "access_log": False,
     }
     values.update(overrides)

@@ -14,6 +14,7 @@ DEFAULTS = {
     "device-auth": ("AUTH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_auth"),
 }
 PREFIX = os.environ.get("SMARTPOS_TEST_DB_PREFIX", "smartpos_test")
+SERVICES = tuple(DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,16 @@ class TestDatabase:
         return self.url.replace("+asyncpg", "")
 
 
-def test_database(service: str, suffix: str = "") -> TestDatabase:
+def test_database(service: str, suffix: str = "", prefix: str = PREFIX) -> TestDatabase:
     env_var, default = DEFAULTS[service]
     base = urlsplit(os.environ.get(env_var) or default)
-    name = f"{PREFIX}_{service.replace('-', '_')}{suffix}"
+    name = f"{prefix}_{service.replace('-', '_')}{suffix}"
     return TestDatabase(service, env_var, urlunsplit(base._replace(path=f"/{name}")))
+
+
+def run_databases(prefix: str) -> list[TestDatabase]:
+    """The per-service databases a test run with `SMARTPOS_TEST_DB_PREFIX=prefix` creates."""
+    return [test_database(service, prefix=prefix) for service in SERVICES]
 
 
 async def recreate(db: TestDatabase) -> None:
@@ -48,6 +54,16 @@ async def recreate(db: TestDatabase) -> None:
         await conn.execute(f'CREATE DATABASE "{db.name}"')
     finally:
         await conn.close()
+
+
+async def drop(*dbs: TestDatabase) -> None:
+    for db in dbs:
+        server = urlsplit(db.dsn)._replace(path="/postgres").geturl()
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 def migrate_to_head(db: TestDatabase) -> None:

@@ -4,7 +4,6 @@ with real tokens: an admin, a merchant API client, and a device signed in with p
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from portal.settings import PortalSettings
 from tests.support.apps import Clock, running
 from tests.support.auth_fixtures import ISSUER, RegisterDevice, basic
 from tests.support.databases import TestDatabase
+from tests.support.environment import nats_url, redis_url
 
 PORTAL = "http://portal.test"
 WEBHOOK_SECRET = "whsec_test_" + "x" * 32
@@ -29,7 +29,8 @@ def portal_settings(databases: dict[str, TestDatabase], **overrides: object) -> 
     values: dict[str, object] = {
         "database_url": databases["portal"].url,
         "auth_issuer": ISSUER,
-        "redis_url": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "redis_url": redis_url(),
+        "nats_url": nats_url(),
         "pgw_mode": "manual",
         "pgw_webhook_secret": WEBHOOK_SECRET,
         "access_log": False,

@@ -1,4 +1,5 @@
-"""`Idempotency-Key` with Stripe's semantics, per merchant, kept 72 hours.
+"""`Idempotency-Key` with Stripe's semantics, per principal (the token's subject within its merchant: Stripe scopes
+keys per account *and* key), kept 72 hours.
 
 The key is claimed in its own short transaction (so a concurrent request with the same key sees it at once and
 gets 409). The stored response is written in the request's own transaction, together with the change it
@@ -11,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
@@ -23,9 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smartpos_shared.auth import Principal
 from smartpos_shared.db import utcnow
-from smartpos_shared.errors import Conflict, DomainError, Unprocessable
+from smartpos_shared.errors import Conflict, DomainError, NotFound, Unprocessable
 
 from .models import IdempotencyKey
+from .tenancy import Scope
 
 RETENTION = timedelta(hours=72)
 STALE_AFTER = timedelta(seconds=60)
@@ -48,9 +51,20 @@ def _request_hash(request: Request, body: BaseModel) -> str:
     return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class _StoredResponse:
+    status: int
+    body: dict[str, Any]
+
+
+def owner_of(principal: Principal) -> str:
+    """Keys belong to one caller: another device of the same merchant reusing a key is a different request."""
+    return f"{principal.merchant_id or 'admin'}/{principal.subject}"
+
+
 async def _claim(
     sessionmaker: async_sessionmaker[AsyncSession], owner: str, key: str, digest: str
-) -> JSONResponse | None:
+) -> _StoredResponse | None:
     """Claim the key, or answer from what it already holds. Returns None when this request owns the key."""
     now = utcnow()
     async with sessionmaker() as session, session.begin():
@@ -86,9 +100,7 @@ async def _claim(
         if row.request_hash != digest:
             raise Unprocessable("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
         if row.state == "done":
-            return JSONResponse(
-                row.response_body, status_code=row.response_status or 200, headers={REPLAYED_HEADER: "true"}
-            )
+            return _StoredResponse(row.response_status or 200, row.response_body or {})
         if row.created_at > now - STALE_AFTER:
             raise Conflict("a request with this Idempotency-Key is still in progress", code="idempotency_in_flight")
         row.created_at = now  # abandoned by a crashed request: take it over
@@ -116,11 +128,15 @@ async def idempotent(
     if key is None:
         result = await handler()
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
-    owner = principal.merchant_id or "admin"
+    owner = owner_of(principal)
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     replay = await _claim(sessionmaker, owner, key, _request_hash(request, body))
     if replay is not None:
-        return replay
+        # Authorize before replaying: the stored resource gets the same tenant check as a read of it.
+        merchant_id, store_id = replay.body.get("merchant_id"), replay.body.get("store_id")
+        if not isinstance(merchant_id, str) or not Scope.of(principal).allows(merchant_id, store_id):
+            raise NotFound("not found")
+        return JSONResponse(replay.body, status_code=replay.status, headers={REPLAYED_HEADER: "true"})
     try:
         result = await handler()
     except DomainError:

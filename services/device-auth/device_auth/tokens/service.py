@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import uuid
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import unquote_plus
 
 import jwt
@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from smartpos_shared.auth import AUDIENCE
+from smartpos_shared.auth import AUDIENCE, numeric_date
 from smartpos_shared.ids import is_id
 
 from ..clients import repository as clients
@@ -258,7 +258,7 @@ class TokenService:
         except jwt.PyJWTError:
             raise ClientAuthFailed("malformed_assertion", claimed) from None
         alg = header.get("alg")
-        if alg not in ASSERTION_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ASSERTION_ALGORITHMS:
             raise ClientAuthFailed(f"alg_not_allowed:{str(alg)[:16]}", claimed)
         for name in FORBIDDEN_HEADERS:
             if name in header:
@@ -281,20 +281,22 @@ class TokenService:
             raise ClientAuthFailed("aud_not_single_string", device.id)
         if aud != self.issuer:
             raise ClientAuthFailed("wrong_aud", device.id)
-        exp, iat = claims.get("exp"), claims.get("iat")
-        if not _is_number(exp):
+        # Times are integers only: NaN compares false with everything and would pass every check below.
+        exp, iat = numeric_date(claims.get("exp")), numeric_date(claims.get("iat"))
+        if exp is None:
             raise ClientAuthFailed("missing_exp", device.id)
         if exp <= now - EXP_LEEWAY:
             raise ClientAuthFailed("expired", device.id)
-        if not _is_number(iat):
+        if iat is None:
             raise ClientAuthFailed("missing_iat", device.id)
         if iat > now + MAX_IAT_SKEW:
             raise ClientAuthFailed("iat_in_future", device.id)
         if exp - iat > MAX_ASSERTION_LIFETIME or exp <= iat:
             raise ClientAuthFailed("lifetime_too_long", device.id)
-        nbf = claims.get("nbf")
-        if nbf is not None and (not _is_number(nbf) or nbf > now + MAX_IAT_SKEW):
-            raise ClientAuthFailed("not_yet_valid", device.id)
+        if "nbf" in claims:
+            nbf = numeric_date(claims["nbf"])
+            if nbf is None or nbf > now + MAX_IAT_SKEW:
+                raise ClientAuthFailed("not_yet_valid", device.id)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
             raise ClientAuthFailed("missing_jti", device.id)
@@ -373,10 +375,6 @@ class TokenService:
 
 def _failure_key(client_id: str) -> str:
     return "auth:fail:" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
-
-
-def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _key_fits_algorithm(key: dict[str, Any], alg: str) -> bool:

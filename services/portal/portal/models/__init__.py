@@ -172,7 +172,7 @@ class ProcessedWebhook(Base):
 
 
 class IdempotencyKey(Base):
-    """Stripe-style idempotency: the first response for (merchant, key) is replayed for the same request."""
+    """Stripe-style idempotency: the first response for (owner, key) is replayed for the same request."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
@@ -180,7 +180,7 @@ class IdempotencyKey(Base):
         Index("ix_idempotency_keys_expires_at", "expires_at"),
     )
 
-    owner: Mapped[str] = mapped_column(String, primary_key=True)  # merchant id, or "admin"
+    owner: Mapped[str] = mapped_column(String, primary_key=True)  # "<merchant id or admin>/<token subject>"
     key: Mapped[str] = mapped_column(String, primary_key=True)
     request_hash: Mapped[str] = mapped_column(String)
     state: Mapped[str] = mapped_column(String)
