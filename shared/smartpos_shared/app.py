@@ -10,12 +10,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .db import create_engine, make_sessionmaker
-from .errors import PROBLEM_COMPONENT, install_error_handlers, problem
+from .errors import PROBLEM_COMPONENT, PayloadTooLarge, install_error_handlers, problem
 from .health import router as health_router
 from .logging import configure_logging
 from .nats import NatsConnection
@@ -57,23 +58,20 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLarge
+                    raise PayloadTooLarge
             return message
 
         try:
             await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
+        except PayloadTooLarge:  # raised outside the app's own exception handling
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            413, "payload_too_large", "Payload too large", f"request bodies are limited to {self.limit} bytes"
-        )
-        await response(scope, receive, send)
+        await payload_too_large(self.limit)(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def payload_too_large(limit: int = MAX_BODY_BYTES) -> JSONResponse:
+    return problem(413, "payload_too_large", "Payload too large", f"request bodies are limited to {limit} bytes")
 
 
 def create_app(
@@ -117,6 +115,11 @@ def create_app(
     app.state.clock = time.time  # tests swap it to move past token expiry without sleeping
     app.state.metrics = Metrics(settings.service_name)
     install_error_handlers(app)
+
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        return payload_too_large()
+
+    app.add_exception_handler(PayloadTooLarge, too_large)
     app.include_router(health_router)
     for router in routers:
         app.include_router(router)

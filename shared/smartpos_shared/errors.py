@@ -75,6 +75,15 @@ class ServiceUnavailable(DomainError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
+class PayloadTooLarge(StarletteHTTPException):
+    """A streamed (chunked) body passed the size limit while the app was reading it.
+
+    An HTTPException on purpose: FastAPI turns any other exception raised while it reads a body into a 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "payload too large")
+
+
 def problem(
     status: int,
     code: str,

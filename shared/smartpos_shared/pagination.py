@@ -13,6 +13,7 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from .errors import Unprocessable
+from .ids import is_id
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ def decode_cursor(cursor: str | None, prefix: str) -> str | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise Unprocessable("cursor is not valid", code="invalid_cursor") from None
-    if not raw.startswith(prefix + "_") or len(raw) > 64:
+    if not is_id(raw, prefix):  # an id of the listed type, nothing else reaches the query
         raise Unprocessable("cursor is not valid", code="invalid_cursor")
     return raw
 

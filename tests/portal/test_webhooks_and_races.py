@@ -107,8 +107,8 @@ async def test_amount_mismatch_is_recorded_never_paid_and_answered_clearly(
             text("SELECT outcome FROM processed_webhooks WHERE event_id = :e"), {"e": event["id"]}
         )
     assert outcome == "amount_mismatch"
-    # The same event again: still refused, still recorded once, still not paid.
-    assert (await portal.post("/webhooks/pgw", **signed_webhook(event))).status_code == 422
+    # The same event again: an event id seen before is 200 (API.md), still recorded once, still not paid.
+    assert (await portal.post("/webhooks/pgw", **signed_webhook(event))).status_code == 200
     assert await _state(portal, tenant, payment) == ("pending", "unpaid", 0)
 
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from smartpos_shared.schemas import RequestModel
 
 
-class ClientCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClientCreate(RequestModel):
     merchant_id: str = Field(pattern=r"^mer_[0-9A-HJKMNP-TV-Z]{26}$")
     name: str = Field(min_length=1, max_length=200)
 

@@ -6,15 +6,27 @@ from typing import Any
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from smartpos_shared.schemas import RequestModel
+
 from ..tokens.algorithms import ASSERTION_ALGORITHMS, EC_CURVES
 
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_KEPT_MEMBERS = frozenset({"kty", "kid", "use", "alg", "crv", "x", "y", "n", "e", "key_ops", "x5t", "x5t#S256"})
 MAX_KEYS = 5
 MIN_RSA_BITS = 2048
 
 
 def validate_public_jwk(key: dict[str, Any]) -> dict[str, Any]:
     """A device key must be a public signing key of an allowed type and strength, with a kid."""
+    for name in _KEPT_MEMBERS & key.keys():
+        # Kept members are strings (key_ops a list of strings): anything else is refused before it is compared,
+        # hashed or stored. Other members (WebCrypto's "ext": true) are dropped below.
+        value = key[name]
+        if name == "key_ops":
+            if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+                raise ValueError("JWK member 'key_ops' must be a list of strings")
+        elif not isinstance(value, str):
+            raise ValueError(f"JWK member {name!r} must be a string")
     if _PRIVATE_MEMBERS & key.keys():
         raise ValueError("keys must be public keys (private key members are not accepted)")
     kid = key.get("kid")
@@ -42,11 +54,10 @@ def validate_public_jwk(key: dict[str, Any]) -> dict[str, Any]:
         jwt.PyJWK(key)
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise ValueError(f"key {kid!r} is not a valid JWK") from exc
-    allowed = {"kty", "kid", "use", "alg", "crv", "x", "y", "n", "e", "key_ops", "x5t", "x5t#S256"}
-    return {k: v for k, v in key.items() if k in allowed}
+    return {k: v for k, v in key.items() if k in _KEPT_MEMBERS}
 
 
-class Jwks(BaseModel):
+class Jwks(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
     keys: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_KEYS)
@@ -61,9 +72,7 @@ class Jwks(BaseModel):
         return cleaned
 
 
-class DeviceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DeviceCreate(RequestModel):
     store_id: str = Field(pattern=r"^sto_[0-9A-HJKMNP-TV-Z]{26}$")
     merchant_id: str | None = Field(
         default=None, pattern=r"^mer_[0-9A-HJKMNP-TV-Z]{26}$", description="admin only: the device's merchant"

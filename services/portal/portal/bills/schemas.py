@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from smartpos_shared.schemas import RequestModel
 
 from ..schemas import OrderId
 
 
-class BillCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BillCreate(RequestModel):
     order_id: OrderId
 
 

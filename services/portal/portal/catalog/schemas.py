@@ -3,15 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, StringConstraints
+
+from smartpos_shared.schemas import RequestModel
 
 from ..schemas import MerchantId, Name, Price
 
 Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
-class ProductCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProductCreate(RequestModel):
     name: Name
     unit_price: Price
     sku: Sku | None = None

@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel
+
+from smartpos_shared.schemas import RequestModel
 
 from ..currencies import MINOR_UNITS
 from ..schemas import MerchantId, Name
@@ -18,8 +20,7 @@ def _known_currency(code: str) -> str:
 Currency = Annotated[str, AfterValidator(_known_currency)]
 
 
-class MerchantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MerchantCreate(RequestModel):
     name: Name
     currency: Currency
 
@@ -31,8 +32,7 @@ class MerchantPublic(BaseModel):
     created_at: datetime
 
 
-class StoreCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StoreCreate(RequestModel):
     name: Name
     merchant_id: MerchantId | None = None
 

@@ -3,19 +3,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from smartpos_shared.schemas import RequestModel
 
 from ..schemas import ProductId, StoreId
 
 
-class OrderItemCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OrderItemCreate(RequestModel):
     product_id: ProductId
     quantity: int = Field(strict=True, ge=1, le=10_000)
 
 
-class OrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OrderCreate(RequestModel):
     store_id: StoreId | None = Field(default=None, description="optional for a device token (its own store)")
     items: list[OrderItemCreate] = Field(min_length=1, max_length=100)
 
@@ -44,6 +44,5 @@ class OrderPublic(BaseModel):
     canceled_at: datetime | None
 
 
-class OrderStatusUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OrderStatusUpdate(RequestModel):
     status: Literal["completed", "canceled"]

@@ -3,13 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from smartpos_shared.schemas import RequestModel
 
 from ..schemas import Amount, BillId
 
 
-class PaymentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PaymentCreate(RequestModel):
     bill_id: BillId
     amount: Amount
     method: Literal["card", "qr", "cash"]

@@ -62,8 +62,9 @@ async def create_payment(
     order = await orders.lock_order(session, ALL, visible.order_id)
     assert order is not None
     bill = await bills.lock_bill(session, visible.id)
-    if bill.status not in ("unpaid", "partially_paid"):
-        raise Conflict(f"the bill is {bill.status}; it takes no more payments", code="bill_not_payable")
+    if bill.status not in ("unpaid", "partially_paid") or order.status != "open":
+        state = f"bill is {bill.status}" if order.status == "open" else f"order is {order.status}"
+        raise Conflict(f"the {state}; it takes no more payments", code="bill_not_payable")
     remaining = bill.total_amount - bill.paid_amount - await bills.pending_amount(session, bill.id)
     if body.amount > remaining:
         raise Unprocessable(
