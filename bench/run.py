@@ -129,8 +129,12 @@ async def register_terminals(
             "name": f"till {i}",
             "jwks": {"keys": [key.public_jwk]},
         }
-        async with http.post(f"{auth}/devices", json=body, headers=merchant["as_admin"]) as r:
-            device = await r.json()
+        for _ in range(100):  # device-auth learns a new store from its store.created event (well within a second)
+            async with http.post(f"{auth}/devices", json=body, headers=merchant["as_admin"]) as r:
+                device = await r.json()
+                if r.status != 404:
+                    break
+            await asyncio.sleep(0.05)
         terminals.append({"id": device["id"], "key": key, "merchant": merchant, "token": None, "expires": 0.0})
     return terminals
 

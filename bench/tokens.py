@@ -25,6 +25,7 @@ from bench.common import CpuMeter, Server, percentiles, save, table
 from device_auth.clients.bootstrap import bootstrap
 from smartpos_shared.auth import TokenVerifier
 from smartpos_shared.ids import new_id
+from tests.support.auth_fixtures import announce_store, post_device
 from tests.support.keys import DeviceKey, assertion_form
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
@@ -79,19 +80,17 @@ async def main() -> None:
                 )
             ).json()["access_token"]
             merchant_id, store_id = new_id("mer"), new_id("sto")
+            await announce_store(merchant_id, store_id)  # as the portal does when a store is created
             devices = []
             for i in range(CONCURRENCY):
                 key = DeviceKey()
-                created = await http.post(
-                    "/devices",
-                    json={
-                        "merchant_id": merchant_id,
-                        "store_id": store_id,
-                        "name": f"bench {i}",
-                        "jwks": {"keys": [key.public_jwk]},
-                    },
-                    headers={"Authorization": f"Bearer {admin_token}"},
-                )
+                body = {
+                    "merchant_id": merchant_id,
+                    "store_id": store_id,
+                    "name": f"bench {i}",
+                    "jwks": {"keys": [key.public_jwk]},
+                }
+                created = await post_device(http, admin_token, body, wait=30)
                 devices.append((created.json()["id"], key))
             sample_token = (
                 await http.post("/oauth/token", data=assertion_form(devices[0][1].assertion(devices[0][0], server.url)))

@@ -34,6 +34,9 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
             "SMARTTAB_PROJECTOR_DURABLE": f"smarttab-test-{uuid.uuid4().hex[:12]}",
             "SMARTTAB_PROJECTOR_START": "new",
             "SMARTTAB_PROJECTOR_INACTIVE_SECONDS": "120",
+            "AUTH_STORE_PROJECTOR_DURABLE": f"device-auth-test-{uuid.uuid4().hex[:12]}",
+            "AUTH_STORE_PROJECTOR_START": "new",
+            "AUTH_STORE_PROJECTOR_INACTIVE_SECONDS": "120",
         }
     )
     return env

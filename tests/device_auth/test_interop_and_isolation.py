@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -7,12 +8,21 @@ import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
 from device_auth.main import build_app
 from smartpos_shared.ids import new_id
 from tests.support.apps import running
-from tests.support.auth_fixtures import ISSUER, RegisterDevice, auth_settings, basic, claims_of
+from tests.support.auth_fixtures import (
+    ISSUER,
+    RegisterDevice,
+    announce_store,
+    auth_settings,
+    basic,
+    claims_of,
+    post_device,
+)
 from tests.support.databases import TestDatabase
 from tests.support.processes import PrivateRedis
 
@@ -89,11 +99,12 @@ async def test_merchants_only_see_and_manage_their_own_devices(
 ) -> None:
     from tests.support.keys import DeviceKey
 
-    (merchant_a, token_a), (_, token_b) = merchant_tokens["a"], merchant_tokens["b"]
-    created = await auth.post(
-        "/devices",
-        json={"store_id": new_id("sto"), "name": "till", "jwks": {"keys": [DeviceKey().public_jwk]}},
-        headers={"Authorization": f"Bearer {token_a}"},
+    (merchant_a, token_a), (merchant_b, token_b) = merchant_tokens["a"], merchant_tokens["b"]
+    store_a, store_b = new_id("sto"), new_id("sto")
+    await announce_store(merchant_a, store_a)
+    await announce_store(merchant_b, store_b)
+    created = await post_device(
+        auth, token_a, {"store_id": store_a, "name": "till", "jwks": {"keys": [DeviceKey().public_jwk]}}
     )
     assert created.status_code == 201 and created.json()["merchant_id"] == merchant_a
     device_id = created.json()["id"]
@@ -107,18 +118,20 @@ async def test_merchants_only_see_and_manage_their_own_devices(
     as_a = {"Authorization": f"Bearer {token_a}"}
     assert (await auth.get(f"/devices/{device_id}", headers=as_a)).status_code == 200
     assert [d["id"] for d in (await auth.get("/devices", headers=as_a)).json()["items"]] == [device_id]
-    # A merchant cannot register a device under another merchant.
+    # A merchant cannot register a device under another merchant, nor for another merchant's store.
     foreign = await auth.post(
         "/devices",
-        json={
-            "merchant_id": merchant_tokens["b"][0],
-            "store_id": new_id("sto"),
-            "name": "x",
-            "jwks": {"keys": [DeviceKey().public_jwk]},
-        },
+        json={"merchant_id": merchant_b, "store_id": store_b, "name": "x", "jwks": {"keys": [DeviceKey().public_jwk]}},
         headers=as_a,
     )
     assert foreign.status_code == 404
+    await post_device(
+        auth, token_b, {"store_id": store_b, "name": "b's own", "jwks": {"keys": [DeviceKey().public_jwk]}}
+    )
+    into_b = await auth.post(
+        "/devices", json={"store_id": store_b, "name": "x", "jwks": {"keys": [DeviceKey().public_jwk]}}, headers=as_a
+    )
+    assert into_b.status_code == 404 and into_b.json()["type"].endswith("/store_not_found")
     # Only admins create clients.
     assert (await auth.post("/clients", json={"merchant_id": merchant_a, "name": "x"}, headers=as_a)).status_code == 403
 
@@ -180,3 +193,52 @@ async def test_device_registration_refuses_private_keys(auth: httpx.AsyncClient,
     )
     assert response.status_code == 422
     assert "private" in response.text
+
+
+async def test_devices_are_registered_only_for_stores_the_merchant_owns(
+    auth: httpx.AsyncClient, admin_token: str
+) -> None:
+    """device-auth learns stores from the portal's store.created events (here published as the portal would)."""
+    from tests.support.keys import DeviceKey
+
+    owner, other = new_id("mer"), new_id("mer")
+    store = new_id("sto")
+    await announce_store(owner, store)
+
+    def body(merchant_id: str, store_id: str) -> dict[str, object]:
+        return {
+            "merchant_id": merchant_id,
+            "store_id": store_id,
+            "name": "till",
+            "jwks": {"keys": [DeviceKey().public_jwk]},
+        }
+
+    assert (await post_device(auth, admin_token, body(owner, store))).status_code == 201
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    for merchant_id, store_id in ((other, store), (owner, new_id("sto"))):  # foreign store, unknown store
+        response = await auth.post("/devices", json=body(merchant_id, store_id), headers=admin)
+        assert response.status_code == 404, response.text
+        assert response.json()["type"].endswith("/store_not_found")
+
+
+async def test_the_store_projector_recreates_its_consumer_when_it_disappears(
+    auth_app: FastAPI, admin_token: str, auth: httpx.AsyncClient
+) -> None:
+    """An operator deleted it, a cluster lost it, or it expired while the process was paused: stores are still
+    learnt afterwards."""
+    import nats
+
+    from smartpos_shared.events import STREAM
+    from tests.support.environment import nats_url
+    from tests.support.keys import DeviceKey
+
+    client = await nats.connect(nats_url())
+    try:
+        await client.jetstream().delete_consumer(STREAM, auth_app.state.settings.store_projector_durable)
+    finally:
+        await client.close()
+    await asyncio.sleep(6)  # past the projector's idle check
+    merchant_id, store_id = new_id("mer"), new_id("sto")
+    await announce_store(merchant_id, store_id)
+    body = {"merchant_id": merchant_id, "store_id": store_id, "name": "t", "jwks": {"keys": [DeviceKey().public_jwk]}}
+    assert (await post_device(auth, admin_token, body)).status_code == 201

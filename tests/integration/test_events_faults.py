@@ -43,7 +43,8 @@ async def _collect(url: str, subject: str, count: int, timeout: float = 10.0) ->
 
 @pytest.fixture
 async def only_our_relays(portal_app: FastAPI) -> AsyncIterator[None]:
-    """The session's in-process portal shares this outbox; its relay (on the machine's NATS) must not take our rows."""
+    """The session's in-process portal shares this outbox; its relay (on the machine's NATS) must not take our rows.
+    Tests that need a tenant ask for it first: its store.created event must still go out (device-auth needs it)."""
     await portal_app.state.outbox_relay.stop()
     try:
         yield
@@ -51,9 +52,8 @@ async def only_our_relays(portal_app: FastAPI) -> AsyncIterator[None]:
         await portal_app.state.outbox_relay.start()
 
 
-@pytest.mark.usefixtures("only_our_relays")
 async def test_nats_down_during_order_creation_fails_no_request_and_loses_no_event(
-    databases: dict[str, TestDatabase], auth_app: FastAPI, tenant: Tenant
+    databases: dict[str, TestDatabase], auth_app: FastAPI, tenant: Tenant, only_our_relays: None
 ) -> None:
     async def jwks() -> dict[str, Any]:
         keys: dict[str, Any] = await auth_app.state.keyring.jwks()
@@ -121,9 +121,8 @@ async def _nats_connection(url: str):  # type: ignore[no-untyped-def]
     return connection
 
 
-@pytest.mark.usefixtures("only_our_relays")
 async def test_the_relay_as_its_own_process_publishes_what_the_api_commits(
-    databases: dict[str, TestDatabase], auth_app: FastAPI, tenant: Tenant
+    databases: dict[str, TestDatabase], auth_app: FastAPI, tenant: Tenant, only_our_relays: None
 ) -> None:
     """Production shape: API processes with PORTAL_RELAY_IN_PROCESS=false and `python -m portal.relay` beside them."""
     import os

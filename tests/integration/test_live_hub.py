@@ -271,3 +271,33 @@ async def test_a_query_string_token_never_reaches_the_log(hubs: list[ServiceProc
     assert "/ws/orders?access_token=[redacted]" in log  # the line is still there, without its secret
     assert tenant.merchant_token not in log
     assert tenant.merchant_token.split(".")[2] not in log  # not even the signature part
+
+
+async def test_a_live_view_is_404_for_unknown_and_foreign_stores_with_or_without_orders(
+    portal: httpx.AsyncClient, hubs: list[ServiceProcess], make_tenant: MakeTenant
+) -> None:
+    """No existence oracle: the answer to another tenant is the answer for a store that does not exist."""
+    from smartpos_shared.ids import new_id
+
+    a, b = await make_tenant(), await make_tenant()
+
+    def live(store_id: str, headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(f"{hubs[0].url}/stores/{store_id}/live", headers=headers)
+
+    for _ in range(50):  # smarttab learns the store from its store.created event
+        own = live(a.store_id, a.as_merchant)
+        if own.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert own.status_code == 200, own.text
+    assert own.json() == {
+        "store_id": a.store_id,
+        "open_orders": [],
+        "today": {"orders": 0, "completed": 0, "revenue": 0},
+    }
+    assert live(a.store_id, b.as_merchant).status_code == 404  # foreign, no orders yet
+    assert live(a.store_id, b.as_device).status_code == 404
+    assert live(new_id("sto"), a.as_merchant).status_code == 404  # does not exist
+    await ring_up(portal, a)
+    await asyncio.sleep(0.5)
+    assert live(a.store_id, b.as_merchant).status_code == 404  # foreign, with orders: the same answer

@@ -19,6 +19,7 @@ from tests.support.databases import TestDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
 BEFORE_ITEM_COUNT = "1b054a72d710"  # commerce core, the revision before the item_count expand
+BEFORE_CONTRACT = "cdbe87debfaa"  # the item_count backfill, the revision before its contract
 
 # The columns every revision in this test keeps, per table, in a stable order.
 CHECKED = {
@@ -156,7 +157,9 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
                 )
             )
             before = fingerprint(conn)
-        assert run(db, "downgrade", "-1") == 0
+        assert run(db, "downgrade", "-1") == 0  # the store announcements: data only, no schema change
+        assert drift(db) == []
+        assert run(db, "downgrade", BEFORE_CONTRACT) == 0
         assert [d[0][0] if isinstance(d, list) else d[0] for d in drift(db)] == ["modify_nullable"]  # verify names it
         assert run(db, "verify") == 1
         assert run(db, "upgrade", "head") == 0

@@ -109,7 +109,10 @@ async def test_every_transition_writes_its_events_to_the_outbox(
     async with portal_app.state.engine.connect() as conn:
         rows = (
             await conn.execute(
-                text("SELECT type, subject, version FROM outbox WHERE merchant_id = :m ORDER BY position"),
+                text(
+                    "SELECT type, subject, version FROM outbox WHERE merchant_id = :m AND type <> 'store.created'"
+                    " ORDER BY position"
+                ),
                 {"m": tenant.merchant_id},
             )
         ).all()
@@ -121,3 +124,17 @@ async def test_every_transition_writes_its_events_to_the_outbox(
         ("bill.paid", 2),
         ("order.updated", 2),
     ]
+
+
+async def test_a_new_store_is_announced_with_its_owner(
+    portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant
+) -> None:
+    async with portal_app.state.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT merchant_id, store_id, payload FROM outbox WHERE type = 'store.created' AND subject = :s"),
+                {"s": tenant.store_id},
+            )
+        ).one()
+    assert (row.merchant_id, row.store_id) == (tenant.merchant_id, tenant.store_id)
+    assert row.payload["data"]["id"] == tenant.store_id and row.payload["data"]["merchant_id"] == tenant.merchant_id

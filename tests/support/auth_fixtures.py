@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+import nats
 import pytest
 from fastapi import FastAPI
 
 from device_auth.clients.bootstrap import bootstrap
 from device_auth.main import build_app
 from device_auth.settings import AuthSettings
+from smartpos_shared.events import ensure_stream
 from smartpos_shared.ids import new_id
 from tests.support.apps import Clock, running
 from tests.support.databases import TestDatabase
@@ -21,6 +28,14 @@ from tests.support.keys import DeviceKey, assertion_form
 ISSUER = "http://auth.test"
 
 
+# This run's own store projector consumer, from now on, deleted when idle: not the stream's whole history.
+STORE_PROJECTOR = {
+    "store_projector_durable": f"device-auth-test-{uuid.uuid4().hex[:12]}",
+    "store_projector_start": "new",
+    "store_projector_inactive_seconds": 900,  # idle while sync tests hold the loop
+}
+
+
 def auth_settings(databases: dict[str, TestDatabase], **overrides: object) -> AuthSettings:
     values: dict[str, object] = {
         "database_url": databases["device-auth"].url,
@@ -28,6 +43,7 @@ def auth_settings(databases: dict[str, TestDatabase], **overrides: object) -> Au
         "redis_url": redis_url(),
         "nats_url": nats_url(),
         "access_log": False,
+        **STORE_PROJECTOR,
     }
     values.update(overrides)
     return AuthSettings(**values)  # type: ignore[arg-type]
@@ -83,22 +99,51 @@ class RegisteredDevice:
 RegisterDevice = Callable[..., Awaitable[RegisteredDevice]]
 
 
+async def announce_store(merchant_id: str, store_id: str) -> None:
+    """Publish `store.created` as the portal does, for tests of device-auth alone (no portal store behind it)."""
+    event_id = new_id("evt")
+    event = {
+        "id": event_id,
+        "type": "store.created",
+        "source": "portal",
+        "time": datetime.now(UTC).isoformat(),
+        "merchant_id": merchant_id,
+        "store_id": store_id,
+        "subject": store_id,
+        "version": 1,
+        "data": {"id": store_id, "merchant_id": merchant_id, "name": "test store"},
+    }
+    client = await nats.connect(nats_url())
+    try:
+        js = await ensure_stream(client)
+        await js.publish(
+            f"smartpos.{merchant_id}.store.created", json.dumps(event).encode(), headers={"Nats-Msg-Id": event_id}
+        )
+    finally:
+        await client.close()
+
+
+async def post_device(auth: httpx.AsyncClient, token: str, body: dict[str, Any], wait: float = 5.0) -> httpx.Response:
+    """POST /devices as a client would right after creating the store: retried while the store is not known yet
+    (device-auth learns stores from events, within a second)."""
+    deadline = time.monotonic() + wait
+    while True:
+        response = await auth.post("/devices", json=body, headers={"Authorization": f"Bearer {token}"})
+        if response.status_code != 404 or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 def register_device(auth: httpx.AsyncClient, admin_token: str) -> RegisterDevice:
     async def register(merchant_id: str | None = None, store_id: str | None = None) -> RegisteredDevice:
         key = DeviceKey()
-        merchant_id = merchant_id or new_id("mer")
-        store_id = store_id or new_id("sto")
-        response = await auth.post(
-            "/devices",
-            json={
-                "merchant_id": merchant_id,
-                "store_id": store_id,
-                "name": "till 1",
-                "jwks": {"keys": [key.public_jwk]},
-            },
-            headers={"Authorization": f"Bearer {admin_token}"},
-        )
+        if store_id is None:
+            merchant_id, store_id = merchant_id or new_id("mer"), new_id("sto")
+            await announce_store(merchant_id, store_id)
+        assert merchant_id is not None
+        body = {"merchant_id": merchant_id, "store_id": store_id, "name": "till 1", "jwks": {"keys": [key.public_jwk]}}
+        response = await post_device(auth, admin_token, body)
         assert response.status_code == 201, response.text
         return RegisteredDevice(response.json()["id"], merchant_id, store_id, key)
 

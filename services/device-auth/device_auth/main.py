@@ -21,6 +21,7 @@ from .keys.endpoints import router as keys_router
 from .keys.service import KeyRing
 from .models import OutboxEvent
 from .settings import AuthSettings
+from .stores.projection import store_projection
 from .tokens.endpoints import router as tokens_router
 from .tokens.service import TokenService
 
@@ -65,7 +66,7 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         title="SmartPOS device-auth",
         description="SmartPOS core device-auth: the OAuth 2.0 authorization server for terminals and API clients.",
         routers=[tokens_router, devices_router, clients_router, keys_router],
-        extensions=[keys_and_tokens, verification, outbox_relay_extension(OutboxEvent)],
+        extensions=[keys_and_tokens, verification, store_projection, outbox_relay_extension(OutboxEvent)],
         access_log=settings.access_log,
     )
     return app

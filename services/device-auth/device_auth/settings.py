@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -27,6 +29,12 @@ class AuthSettings(ServiceSettings):
     failure_window_seconds: int = 60
     # A retired signing key stays in the JWKS this long (longer than any token it signed can live).
     retired_key_grace_seconds: int = 900
+
+    # The store projector's durable JetStream consumer (shared by every device-auth process); a new deployment
+    # with an empty database reads the stream from the start ("all") to learn every store.
+    store_projector_durable: str = "device-auth-stores"
+    store_projector_start: Literal["all", "new"] = "all"
+    store_projector_inactive_seconds: float | None = None
 
     def production_problems(self) -> list[str]:
         problems = super().production_problems()

@@ -9,10 +9,12 @@ from fastapi import FastAPI
 
 from smartpos_shared.app import create_app
 from smartpos_shared.auth import JwksLoader, token_verification
+from smartpos_shared.projector import EventProjector
 
 from .hub.endpoints import router as hub_router
 from .hub.hub import Hub
-from .projections.consumer import Projector
+from .models import DeadLetter
+from .projections.consumer import ORDER_EVENTS, STORE_EVENTS, apply_order_event, apply_store_event
 from .settings import SmarttabSettings
 
 
@@ -25,19 +27,30 @@ async def live(app: FastAPI) -> AsyncIterator[None]:
         replay_limit=settings.replay_limit,
         heartbeat_seconds=settings.heartbeat_seconds,
     )
-    app.state.projector = Projector(
-        app.state.sessionmaker,
-        app.state.nats,
-        durable=settings.projector_durable,
-        start_at_new=settings.projector_start == "new",
-        inactive_seconds=settings.projector_inactive_seconds,
-    )
+    projectors = [
+        EventProjector(
+            app.state.sessionmaker,
+            app.state.nats,
+            subject=subject,
+            durable=durable,
+            apply=apply,
+            dead_letter_model=DeadLetter,
+            start_at_new=settings.projector_start == "new",
+            inactive_seconds=settings.projector_inactive_seconds,
+        )
+        for subject, durable, apply in (
+            (ORDER_EVENTS, settings.projector_durable, apply_order_event),
+            (STORE_EVENTS, f"{settings.projector_durable}-stores", apply_store_event),
+        )
+    ]
     await app.state.hub.start()
-    await app.state.projector.start()
+    for projector in projectors:
+        await projector.start()
     try:
         yield
     finally:
-        await app.state.projector.stop()
+        for projector in projectors:
+            await projector.stop()
         await app.state.hub.stop()
 
 

@@ -26,7 +26,14 @@ DeviceId = Annotated[str, Path(pattern=r"^dev_[0-9A-HJKMNP-TV-Z]{26}$", descript
 _not_found: dict[int | str, dict[str, Any]] = {404: problem_schema("No such device for this merchant")}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Register a device and its public keys")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        404: problem_schema("The store is unknown or not the merchant's (a new store is known within a second)")
+    },
+    summary="Register a device and its public keys, for a store of the merchant",
+)
 async def register_device(body: DeviceCreate, principal: MerchantOrAdminDep, session: SessionDep) -> DevicePublic:
     return await service.register_device(session, principal, body)
 

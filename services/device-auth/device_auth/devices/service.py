@@ -9,6 +9,7 @@ from smartpos_shared.events import add_event
 from smartpos_shared.ids import new_id
 
 from ..models import Device, OutboxEvent
+from ..stores import repository as stores
 from . import repository
 from .schemas import DeviceCreate, DevicePublic, Jwks
 
@@ -42,6 +43,10 @@ async def register_device(session: AsyncSession, principal: Principal, body: Dev
         merchant_id = body.merchant_id
     else:
         merchant_id = principal.merchant_scope(body.merchant_id)
+    if not await stores.store_of_merchant(session, body.store_id, merchant_id):
+        # Unknown and foreign stores get the same answer. A store created a moment ago is known here once the
+        # portal's store.created event arrived (well within a second).
+        raise NotFound("store not found for this merchant", code="store_not_found")
     now = utcnow()
     device = Device(
         id=new_id("dev"),

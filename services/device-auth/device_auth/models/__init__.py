@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata, utcnow
 from smartpos_shared.events import OutboxMixin
+from smartpos_shared.projector import DeadLetterMixin
 
 
 class Base(ServiceBase):
@@ -79,8 +80,23 @@ class SigningKey(Base):
     retired_at: Mapped[datetime | None] = mapped_column()
 
 
+class KnownStore(Base):
+    """Which merchant owns a store, learnt from the portal's `store.created` events: a device is registered only
+    for a store of its merchant (the portal owns stores; device-auth never reads its tables)."""
+
+    __tablename__ = "known_stores"
+
+    store_id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String)
+    learnt_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+
+
+class DeadLetter(DeadLetterMixin, Base):
+    """An event the store projector gave up on after its bounded redeliveries, kept for an operator."""
+
+
 class OutboxEvent(OutboxMixin, Base):
     __table_args__ = (OutboxMixin.unpublished_index(),)
 
 
-__all__ = ["Base", "Device", "OAuthClient", "OutboxEvent", "SigningKey"]
+__all__ = ["Base", "DeadLetter", "Device", "KnownStore", "OAuthClient", "OutboxEvent", "SigningKey"]

@@ -7,6 +7,7 @@ from smartpos_shared.db import utcnow
 from smartpos_shared.errors import NotFound
 from smartpos_shared.ids import new_id
 
+from ..events import emit
 from ..models import Merchant, Store
 from ..tenancy import Scope, merchant_for_write
 from . import repository
@@ -45,7 +46,19 @@ async def create_store(session: AsyncSession, principal: Principal, body: StoreC
     store = Store(id=new_id("sto"), merchant_id=merchant_id, name=body.name, created_at=utcnow())
     session.add(store)
     await session.flush()
-    return store_public(store)
+    public = store_public(store)
+    # Other services learn which merchant owns a store from this event (device-auth registers devices only for
+    # a merchant's own stores; smarttab answers live views only to their owner).
+    emit(
+        session,
+        "store.created",
+        merchant_id=store.merchant_id,
+        store_id=store.id,
+        subject=store.id,
+        version=1,
+        data=public.model_dump(mode="json"),
+    )
+    return public
 
 
 async def get_store(session: AsyncSession, principal: Principal, store_id: str) -> StorePublic:

@@ -136,7 +136,7 @@ class StoreLive(BaseModel):
     summary="A store right now: open orders and today's (UTC) totals, built from events",
     responses={
         401: problem_schema("Missing, invalid or expired access token"),
-        404: problem_schema("Another tenant's store"),
+        404: problem_schema("Unknown store, or another tenant's (never revealed)"),
         422: problem_schema("Malformed store id"),
     },
 )
@@ -145,14 +145,12 @@ async def store_live(
     principal: PrincipalDep,
     session: SessionDep,
 ) -> StoreLive:
-    owner = await repository.store_owner(session, store_id)
+    # One answer for a store that does not exist and for another tenant's: 404 (no existence oracle).
+    merchant_id = await repository.store_owner(session, store_id)
+    if merchant_id is None or (principal.role is not Role.admin and merchant_id != principal.merchant_id):
+        raise NotFound("store not found")
     if principal.role is Role.device and store_id != principal.store_id:
         raise NotFound("store not found")
-    if principal.role is not Role.admin and owner is not None and owner != principal.merchant_id:
-        raise NotFound("store not found")
-    merchant_id = owner if principal.role is Role.admin else principal.merchant_id
-    if merchant_id is None:  # no events for this store yet
-        return StoreLive(store_id=store_id, open_orders=[], today=TodayTotals(orders=0, completed=0, revenue=0))
     midnight = datetime.combine(datetime.now(UTC).date(), dtime(0), tzinfo=UTC)
     orders, completed, revenue = await repository.totals_since(session, merchant_id, store_id, midnight)
     return StoreLive(

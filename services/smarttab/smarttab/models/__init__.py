@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Identity, Index, Integer, String, text
+from sqlalchemy import BigInteger, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata, utcnow
+from smartpos_shared.projector import DeadLetterMixin
 
 
 class Base(ServiceBase):
@@ -41,19 +42,21 @@ class LiveOrder(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class DeadLetter(Base):
-    """An event the projector gave up on after its bounded redeliveries, kept for an operator."""
-
-    __tablename__ = "dead_letters"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    event_id: Mapped[str | None] = mapped_column(String)
-    subject: Mapped[str] = mapped_column(String)
-    stream_seq: Mapped[int] = mapped_column(BigInteger)
-    deliveries: Mapped[int] = mapped_column(Integer)
-    error: Mapped[str] = mapped_column(String)
-    payload: Mapped[str] = mapped_column(String)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+class DeadLetter(DeadLetterMixin, Base):
+    """An event a projector gave up on after its bounded redeliveries, kept for an operator."""
 
 
-__all__ = ["Base", "DeadLetter", "LiveOrder"]
+class LiveStore(Base):
+    """Which merchant owns a store, from `store.created`/`store.updated`: a store's live view is answered only to
+    its owner, and 404 (never "empty") for a store nobody here has heard of."""
+
+    __tablename__ = "live_stores"
+
+    store_id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String)
+    name: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ = ["Base", "DeadLetter", "LiveOrder", "LiveStore"]

@@ -7,7 +7,9 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..models import DeadLetter, LiveOrder
+from smartpos_shared.db import utcnow
+
+from ..models import LiveOrder, LiveStore
 
 
 async def upsert_order(session: AsyncSession, values: dict[str, Any]) -> bool:
@@ -21,12 +23,22 @@ async def upsert_order(session: AsyncSession, values: dict[str, Any]) -> bool:
     return (await session.execute(upsert)).first() is not None
 
 
-async def add_dead_letter(session: AsyncSession, **values: Any) -> None:
-    session.add(DeadLetter(**values))
+async def upsert_store(session: AsyncSession, *, store_id: str, merchant_id: str, name: str, version: int) -> None:
+    """Apply a store snapshot unless a newer (or the same) version is already there. Idempotent."""
+    statement = insert(LiveStore).values(
+        store_id=store_id, merchant_id=merchant_id, name=name, version=version, updated_at=utcnow()
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[LiveStore.store_id],
+            set_={"name": statement.excluded.name, "version": statement.excluded.version, "updated_at": utcnow()},
+            where=LiveStore.version < statement.excluded.version,
+        )
+    )
 
 
 async def store_owner(session: AsyncSession, store_id: str) -> str | None:
-    query = select(LiveOrder.merchant_id).where(LiveOrder.store_id == store_id).limit(1)
+    query = select(LiveStore.merchant_id).where(LiveStore.store_id == store_id)
     return (await session.execute(query)).scalar_one_or_none()
 
 
