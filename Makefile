@@ -1,6 +1,14 @@
 # SmartPOS core. `make run` brings the platform up; `make test` runs every test. See README.md.
 SHELL := /bin/bash
+# scripts/ensure-uv.sh prints the path of uv, installing it into .infra/uv when the machine has none; when it
+# cannot, it says why on stderr and make stops here rather than run some other `sync --frozen`.
 UV := $(shell scripts/ensure-uv.sh)
+ifneq ($(.SHELLSTATUS),0)
+$(error uv could not be found or installed (scripts/ensure-uv.sh says why above))
+endif
+ifeq ($(strip $(UV)),)
+$(error uv could not be found or installed (scripts/ensure-uv.sh printed no path))
+endif
 RUN := $(UV) run --frozen
 
 .PHONY: help sync infra migrate run test pytest lint format bench bench-tokens bench-feed bench-migrations
