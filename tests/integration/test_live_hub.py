@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,6 +19,9 @@ from tests.portal.helpers import bill, ring_up
 from tests.support.auth_fixtures import ISSUER
 from tests.support.portal_fixtures import MakeTenant, Tenant
 from tests.support.processes import ServiceProcess
+
+# The NATS the services under test use (the configured one, e.g. docker-compose.test.yml's on 4223).
+NATS_URL = os.environ.get("NATS_URL") or "nats://127.0.0.1:4222"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +86,7 @@ async def feed(hubs: list[ServiceProcess]) -> AsyncIterator[Any]:
 async def test_order_created_is_published_on_its_merchant_subject_within_5_seconds(
     portal: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(NATS_URL)
     try:
         sub = await nc.subscribe(f"smartpos.{tenant.merchant_id}.order.created")
         order = await ring_up(portal, tenant)
@@ -225,7 +229,7 @@ async def test_a_poison_event_is_dead_lettered_after_bounded_redelivery(
     from smartpos_shared.ids import new_id
 
     event_id = new_id("evt")
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(NATS_URL)
     try:
         js = await ensure_stream(nc)
         poison = {
