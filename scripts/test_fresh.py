@@ -176,8 +176,9 @@ def walkthrough(readme: str) -> str:
 class FreshRoot:
     """A debootstrapped Debian root with /proc, /sys, /dev mounted; stops what ran in it and removes it."""
 
-    def __init__(self, path: Path, tarball: Path, mirror: str, security: str, keep: bool) -> None:
+    def __init__(self, path: Path, tarball: Path, mirror: str, security: str, keep: bool, logs: Path) -> None:
         self.path = path
+        self.logs = logs
         self.tarball = tarball
         self.mirror = mirror
         self.security = security
@@ -190,16 +191,9 @@ class FreshRoot:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         debootstrap = ensure_debootstrap()
         try:
-            run(
-                [
-                    debootstrap,
-                    *debootstrap_args(),
-                    f"--unpack-tarball={self.tarball}",
-                    SUITE,
-                    str(self.path),
-                    self.mirror,
-                ]
-            )
+            unpack = [debootstrap, *debootstrap_args(), f"--unpack-tarball={self.tarball}", SUITE, str(self.path)]
+            with (self.logs / f"{self.path.name}-debootstrap.log").open("w") as log:
+                run([*unpack, self.mirror], stdout=log, stderr=subprocess.STDOUT)
             self.configure()
         except BaseException:
             self.cleanup(remove=not self.keep)
@@ -487,7 +481,12 @@ def run_phase(phase: Phase, fresh: FreshRoot, bundle: Path, logs: Path) -> None:
     phase.times["make test"] = time.monotonic() - began
     text = tlog.read_text(errors="replace")
     summary = re.findall(r"^=+ (.*(?:passed|failed|error).*) in [\d.]+s.*=+$", text, re.M)
-    lint = "ruff and mypy passed" if "Success: no issues found" in text else "lint did not pass"
+    if "Success: no issues found" in text:
+        lint = "ruff and mypy passed"
+    elif summary and ("failed" in summary[-1] or "error" in summary[-1]):
+        lint = "lint not reached (pytest failed first)"
+    else:
+        lint = "lint FAILED"
     phase.results["make test"] = f"{summary[-1] if summary else 'no pytest summary'}; {lint}; exit {code}"
     if code != 0:
         phase.failed.append("make test")
@@ -574,7 +573,7 @@ def main() -> int:
         say(f"[{phase.name}] fresh root {WORK / phase.name}; ports {phase.ports}")
         t0 = time.monotonic()
         try:
-            with FreshRoot(WORK / phase.name, tarball, mirror, security, args.keep) as fresh:
+            with FreshRoot(WORK / phase.name, tarball, mirror, security, args.keep, logs) as fresh:
                 phase.times["fresh root (debootstrap from the cached tarball)"] = time.monotonic() - t0
                 phase.results["fresh root"] = f"{SUITE} minbase + {', '.join(PACKAGES)}"
                 run_phase(phase, fresh, bundle, logs)
