@@ -1,14 +1,23 @@
 # SmartPOS core. `make run` brings the platform up; `make test` runs every test. See README.md.
 SHELL := /bin/bash
+# scripts/ensure-uv.sh prints the path of uv, installing it into .infra/uv when the machine has none; when it
+# cannot, it says why on stderr and make stops here rather than run some other `sync --frozen`.
 UV := $(shell scripts/ensure-uv.sh)
+ifneq ($(.SHELLSTATUS),0)
+$(error uv could not be found or installed (scripts/ensure-uv.sh says why above))
+endif
+ifeq ($(strip $(UV)),)
+$(error uv could not be found or installed (scripts/ensure-uv.sh printed no path))
+endif
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens bench-feed bench-migrations
+.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens bench-feed bench-migrations test-fresh
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
 	@echo "make test  - infrastructure, fresh test databases, the whole pytest suite, ruff and mypy"
 	@echo "make lint  - ruff and mypy only"
+	@echo "make test-fresh - make run, the README walkthrough and make test on a fresh Debian 12 root (root, 30-60 min)"
 
 sync:
 	@$(UV) sync --frozen --quiet
@@ -23,7 +32,8 @@ run: migrate
 	@mkdir -p .infra && $(RUN) smartpos admin bootstrap > .infra/admin-client.json && chmod 600 .infra/admin-client.json
 	@echo "[run] admin client credentials (smartpos admin bootstrap): .infra/admin-client.json"
 	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002} (Ctrl-C stops them all)"
-	@$(RUN) honcho start -f Procfile
+	@# Tokens name their issuer; with AUTH_PORT moved, the default issuer (port 8002) would be someone else's.
+	@SMARTPOS_AUTH_ISSUER="$${SMARTPOS_AUTH_ISSUER:-http://127.0.0.1:$${AUTH_PORT:-8002}}" $(RUN) honcho start -f Procfile
 
 test: infra
 	@$(RUN) pytest $(PYTEST_ARGS)
@@ -53,3 +63,8 @@ bench-feed: migrate
 
 bench-migrations: infra
 	@$(RUN) python bench/migrations.py
+
+# A newcomer's machine: a fresh Debian 12 root (debootstrap), where make run, the README walkthrough and make test
+# run as root and as a user with sudo. Needs root on a Debian host; 30-60 minutes; not part of make test or CI.
+test-fresh:
+	@python3 scripts/test_fresh.py $(TEST_FRESH_ARGS)

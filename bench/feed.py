@@ -1,6 +1,6 @@
 """Feed benchmark: commit-to-socket latency with 1,000 dashboard sockets, and events/s through the outbox relay.
 
-    BENCH_SECONDS=30 BENCH_SOCKETS=1000 BENCH_MERCHANTS=20 uv run python bench/feed.py
+    BENCH_SECONDS=30 BENCH_SOCKETS=1000 BENCH_MERCHANTS=20 scripts/uv run python bench/feed.py
 
 Starts device-auth, portal and smarttab as production does (uvicorn, uvloop, httptools, no access log) against
 the development databases (`make migrate` first). Sockets are spread evenly over the merchants; order creators

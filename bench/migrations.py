@@ -1,7 +1,7 @@
 """Migration benchmark: the portal's data-moving revisions (orders.item_count expand → backfill → contract) up
 and down on 1,000,000 orders while the shops keep writing.
 
-    BENCH_ORDERS=1000000 uv run python bench/migrations.py
+    BENCH_ORDERS=1000000 scripts/uv run python bench/migrations.py
 
 Uses its own database (`smartpos_bench_portal`, recreated each run) on the configured PostgreSQL server. Seeds
 orders and their lines with COPY at the revision before the change, then, with a concurrent writer creating

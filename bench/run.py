@@ -1,6 +1,6 @@
 """`make bench`: the platform's speed, measured against its own ceilings in the same run.
 
-    BENCH_SECONDS=30 BENCH_TERMINALS=32 BENCH_SOCKETS=1000 BENCH_MERCHANTS=20 uv run python bench/run.py
+    BENCH_SECONDS=30 BENCH_TERMINALS=32 BENCH_SOCKETS=1000 BENCH_MERCHANTS=20 scripts/uv run python bench/run.py
 
 Starts device-auth, portal (manual gateway: the load generator plays the gateway and delivers signed webhooks)
 and smarttab as production does (uvicorn, uvloop, httptools, no access log; `BENCH_WORKERS` processes each,

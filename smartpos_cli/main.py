@@ -1,11 +1,14 @@
-"""The operator's command line: `smartpos migrate`, `smartpos admin bootstrap`, `smartpos seed`."""
+"""The operator's command line: `smartpos migrate`, `smartpos admin bootstrap`, `smartpos demo`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from . import migrate as migrations
@@ -53,3 +56,46 @@ def bootstrap() -> None:
 
     credentials = asyncio.run(run_bootstrap())
     typer.echo(json.dumps(credentials, separators=(", ", ": ")))
+
+
+ADMIN_CREDENTIALS = Path(".infra") / "admin-client.json"  # written by `make run`
+
+
+@app.command()
+def demo(
+    portal_url: Annotated[
+        str | None, typer.Option(help="portal base URL (default: http://127.0.0.1:$PORTAL_PORT, else port 8000)")
+    ] = None,
+    auth_url: Annotated[
+        str | None, typer.Option(help="device-auth base URL (default: http://127.0.0.1:$AUTH_PORT, else port 8002)")
+    ] = None,
+    credentials: Annotated[
+        Path,
+        typer.Option(help="admin client JSON; when missing, `smartpos admin bootstrap` runs (AUTH_DATABASE_URL)"),
+    ] = ADMIN_CREDENTIALS,
+) -> None:
+    """A whole checkout against a running `make run`, printing each request and the key fields of each answer."""
+    from .demo import DemoError, load_admin_credentials, run_demo
+
+    portal = portal_url or f"http://127.0.0.1:{os.environ.get('PORTAL_PORT') or 8000}"
+    auth = auth_url or f"http://127.0.0.1:{os.environ.get('AUTH_PORT') or 8002}"
+    try:
+        if credentials.is_file():
+            admin = load_admin_credentials(credentials)
+            typer.echo(f"admin client {admin['client_id']} (from {credentials})")
+        else:
+            from device_auth.clients.bootstrap import bootstrap as run_bootstrap
+
+            admin = asyncio.run(run_bootstrap())
+            typer.echo(f"admin client {admin['client_id']} (from `smartpos admin bootstrap`; no {credentials})")
+        run_demo(portal, auth, admin, typer.echo)
+    except DemoError as exc:
+        typer.echo(f"demo failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        typer.echo(
+            f"demo failed: {exc.request.url} does not answer ({type(exc).__name__}). Is `make run` up? "
+            "(ports from PORTAL_PORT / AUTH_PORT, or --portal-url / --auth-url)",
+            err=True,
+        )
+        raise typer.Exit(1) from None

@@ -20,6 +20,8 @@ from tests.support.environment import nats_url
 from tests.support.portal_fixtures import MakeTenant, Tenant
 from tests.support.processes import ServiceProcess
 
+# The NATS the services under test use (the configured one, e.g. docker-compose.test.yml's on 4223).
+
 
 @pytest.fixture(scope="module")
 def hubs(service_env: dict[str, str]) -> Iterator[list[ServiceProcess]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+SBIN = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))  # not on a regular user's PATH
 APPS = {"portal": "portal.main:app", "smarttab": "smarttab.main:app", "device-auth": "device_auth.main:app"}
 
 
@@ -104,7 +105,7 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrivateRedis:
-        binary = shutil.which("redis-server")
+        binary = shutil.which("redis-server") or shutil.which("redis-server", path=SBIN)
         assert binary, "redis-server is needed for fault tests (scripts/infra.py installs it)"
         self.proc = subprocess.Popen(
             [
@@ -143,7 +144,11 @@ class PrivateNats:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrivateNats:
-        binary = shutil.which("nats-server") or shutil.which("nats-server", path=str(Path(sys.executable).parent))
+        binary = (
+            shutil.which("nats-server")
+            or shutil.which("nats-server", path=SBIN)  # Debian's package puts it in /usr/sbin
+            or shutil.which("nats-server", path=str(Path(sys.executable).parent))
+        )
         assert binary, "nats-server is needed for fault tests (scripts/infra.py installs it)"
         self.proc = subprocess.Popen(
             [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.dir],
