@@ -45,7 +45,7 @@ pytest: infra
 lint: sync
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth smartpos_cli
+	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth smartpos_cli tests bench scripts
 
 format: sync
 	@$(RUN) ruff format .

@@ -54,10 +54,67 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"{self.service} did not become ready")
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn `--workers N` forks its workers)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                stack.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants, from /proc (the server's own account)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
+    return total
+
+
+class ProcessCpu:
+    """CPU seconds each named server process used over a phase."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+
+    def __enter__(self) -> ProcessCpu:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_seconds = time.monotonic() - self._wall
+        self.seconds = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+
+    def ms_per(self, name: str, count: int) -> float | None:
+        return round(self.seconds[name] * 1000 / count, 3) if count else None
+
+    def cores(self) -> dict[str, float]:
+        """Average cores each process kept busy over the phase."""
+        return {name: round(used / self.wall_seconds, 3) for name, used in self.seconds.items()}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

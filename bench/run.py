@@ -2,16 +2,22 @@
 
     BENCH_SECONDS=30 BENCH_TERMINALS=32 BENCH_SOCKETS=1000 BENCH_MERCHANTS=20 scripts/uv run python bench/run.py
 
-Starts device-auth, portal (manual gateway: the load generator plays the gateway and delivers signed webhooks)
-and smarttab as production does (uvicorn, uvloop, httptools, no access log; `BENCH_WORKERS` processes each,
-default 1), unless BENCH_USE_RUNNING=1 (then it uses the services on 8000/8001/8002). Phases, each
-BENCH_SECONDS long:
+What runs (`Stack`): device-auth, portal and smarttab as production runs them (uvicorn, uvloop, httptools, no
+access log; `BENCH_WORKERS` processes each, default 1), the portal with the manual gateway (the load generator
+plays the gateway and delivers signed webhooks) and without an in-process relay, the outbox relay as its own
+process (`python -m portal.relay`), all on databases of the benchmark's own (`smartpos_bench_*` on the
+configured PostgreSQL server, created and migrated at the start, dropped at the end). Phases, each BENCH_SECONDS:
 
-1. checkout + feed: BENCH_TERMINALS terminals loop the full flow (device token via private_key_jwt when needed,
-   order with 2-3 items, bill, card payment, signed gateway webhook, read the order until completed) while
-   BENCH_SOCKETS dashboard sockets over BENCH_MERCHANTS merchants follow the feed.
-2. tokens: private_key_jwt issuance/s.  3. cached reads: authorized GET /orders/{id}/s.
-4. ceilings: GET /healthz on the portal (same server setup) and pgbench TPC-B on the same PostgreSQL.
+1. checkout + feed, empty database: BENCH_TERMINALS terminals loop the full flow (device token via
+   private_key_jwt when needed, order with 2-3 items, bill, card payment with an Idempotency-Key, signed gateway
+   webhook, read the order until completed) while BENCH_SOCKETS dashboard sockets over BENCH_MERCHANTS merchants
+   follow the feed. Server CPU per request comes from each server process's own CPU time (/proc) over the phase;
+   SQL statements from the portal's `db_statements_total`.
+2. history: BENCH_HISTORY_ORDERS (default 1,000,000) past orders with lines, bills and payments are written
+   for the same merchants (bench/history.py), then phase 1 runs again.
+3. tokens: private_key_jwt issuance/s.  4. cached reads: authorized GET /orders/{id}/s.
+5. ceilings: GET /healthz on the portal and on device-auth (same server setup), pgbench TPC-B on the same
+   PostgreSQL.
 
 Prints a table and writes the same figures to bench-results.json (keys documented in docs/benchmarks.md).
 """
@@ -33,17 +39,19 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CpuMeter, Server, percentiles, save, table
+from bench.common import ROOT, CpuMeter, ProcessCpu, Server, percentiles, save, table
+from bench.history import seed_past_orders
 from device_auth.clients.bootstrap import bootstrap
 from portal.pgw.signature import sign
-from portal.settings import DEV_WEBHOOK_SECRET, PortalSettings
+from portal.settings import DEV_WEBHOOK_SECRET
+from smartpos_cli import migrate
 from tests.support.keys import DeviceKey, assertion_form
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "30"))
@@ -51,7 +59,7 @@ TERMINALS = int(os.environ.get("BENCH_TERMINALS", "32"))
 SOCKETS = int(os.environ.get("BENCH_SOCKETS", "1000"))
 MERCHANTS = int(os.environ.get("BENCH_MERCHANTS", "20"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
-RELAY_PROCESS = os.environ.get("BENCH_RELAY_PROCESS", "1") == "1"
+HISTORY_ORDERS = int(os.environ.get("BENCH_HISTORY_ORDERS", "1000000"))
 WEBHOOK_SECRET = os.environ.get("SMARTPOS_PGW_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
 
 
@@ -229,15 +237,27 @@ async def db_commits(conn: asyncpg.Connection, names: list[str]) -> int:
     )
 
 
-async def checkout_and_feed(auth: str, portal: str, hub: str, db_names: list[str]) -> dict[str, Any]:
+async def portal_statements(http: aiohttp.ClientSession, portal: str) -> float:
+    """`db_statements_total` of the portal API process (BENCH_WORKERS=1: one process answers /metrics)."""
+    async with http.get(f"{portal}/metrics") as response:
+        text = await response.text()
+    match = re.search(r'^db_statements_total\{service="portal"\} ([0-9.e+]+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def outbox_rows(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM outbox"))
+
+
+async def checkout_phase(stack: Stack, world: dict[str, Any], label: str) -> dict[str, Any]:
+    """BENCH_TERMINALS terminals loop the full checkout for BENCH_SECONDS while BENCH_SOCKETS sockets follow."""
+    merchants, terminals = world["merchants"], world["terminals"]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        merchants = await setup(http, auth, portal)
-        terminals = await register_terminals(http, auth, merchants)
         sockets, connections, listeners = [], [], []
         for i in range(SOCKETS):
-            merchant = merchants[i % MERCHANTS]
-            ws = await http.ws_connect(f"{hub.replace('http', 'ws')}/ws/orders?access_token={merchant['token']}")
+            merchant = merchants[i % len(merchants)]
+            ws = await http.ws_connect(f"{stack.hub.replace('http', 'ws')}/ws/orders?access_token={merchant['token']}")
             socket = Socket(merchant["id"])
             sockets.append(socket)
             connections.append(ws)
@@ -247,15 +267,21 @@ async def checkout_and_feed(auth: str, portal: str, hub: str, db_names: list[str
         created: dict[str, float] = {}
         responded: dict[str, float] = {}
         order_merchant: dict[str, str] = {}
-        dsn = PortalSettings().database_url.replace("+asyncpg", "")
-        stats = await asyncpg.connect(dsn)
-        commits_before = await db_commits(stats, db_names)
-        with CpuMeter() as meter:
+        stats = await asyncpg.connect(stack.dsn("portal"))
+        commits_before = await db_commits(stats, stack.db_names)
+        statements_before = await portal_statements(http, stack.portal)
+        events_before = await outbox_rows(stats)
+        with CpuMeter() as meter, ProcessCpu(stack.pids()) as cpu:
             until = time.monotonic() + SECONDS
             flows = await asyncio.gather(
-                *(terminal_loop(client, auth, portal, t, until, created, order_merchant, responded) for t in terminals)
+                *(
+                    terminal_loop(client, stack.auth, stack.portal, t, until, created, order_merchant, responded)
+                    for t in terminals
+                )
             )
-        commits = await db_commits(stats, db_names) - commits_before
+        commits = await db_commits(stats, stack.db_names) - commits_before
+        statements = await portal_statements(http, stack.portal) - statements_before
+        events = await outbox_rows(stats) - events_before
         await stats.close()
         await asyncio.sleep(2)  # the last events reach the sockets
         for ws in connections:
@@ -263,7 +289,6 @@ async def checkout_and_feed(auth: str, portal: str, hub: str, db_names: list[str
         for task in listeners:
             task.cancel()
 
-    # Each order's merchant is known from the terminal that created it.
     by_merchant: dict[str, list[str]] = defaultdict(list)
     for order_id, merchant_id in order_merchant.items():
         by_merchant[merchant_id].append(order_id)
@@ -272,7 +297,9 @@ async def checkout_and_feed(auth: str, portal: str, hub: str, db_names: list[str
     missing = 0
     seen = {order_id for socket in sockets for order_id in socket.received}
     unseen = set(created) - seen
+    delivered = 0
     for socket in sockets:
+        delivered += len(socket.received)
         for order_id in by_merchant[socket.merchant_id]:
             arrived = socket.received.get(order_id)
             if arrived is None:
@@ -281,22 +308,39 @@ async def checkout_and_feed(auth: str, portal: str, hub: str, db_names: list[str
                 latencies.append(arrived - created[order_id])
                 after_response.append(arrived - responded[order_id])
     steps = {step: {"count": len(v), **percentiles(v)} for step, v in client.latency.items()}
+    total_flows = sum(flows)
+    portal_requests = sum(len(v) for step, v in client.latency.items() if step != "token")
+    token_requests = len(client.latency.get("token", []))
     return {
         "checkout": {
+            "phase": label,
             "terminals": TERMINALS,
-            "flows": sum(flows),
-            "flows_per_s": round(sum(flows) / meter.wall_seconds, 1),
+            "flows": total_flows,
+            "flows_per_s": round(total_flows / meter.wall_seconds, 1),
             "http_requests_per_s": round(client.requests / meter.wall_seconds, 1),
+            "portal_requests_per_flow": round(portal_requests / total_flows, 2) if total_flows else None,
             "db_transactions_per_s": round(commits / meter.wall_seconds, 1),
+            "db_transactions_per_flow": round(commits / total_flows, 2) if total_flows else None,
+            "sql_statements_per_flow": round(statements / total_flows, 2) if total_flows else None,
             "errors": sum(client.errors.values()),
             "error_detail": dict(client.errors),
             "steps": steps,
             "loadgen_cpu_share": meter.share(),
+            "server_cpu": {
+                "portal_ms_per_request": cpu.ms_per("portal", portal_requests),
+                "device_auth_ms_per_token": cpu.ms_per("device-auth", token_requests),
+                "smarttab_ms_per_socket_delivery": cpu.ms_per("smarttab", delivered),
+                "relay_ms_per_event": cpu.ms_per("relay", events),
+                "cores_busy": cpu.cores(),
+            },
         },
         "feed": {
+            "phase": label,
             "sockets": SOCKETS,
-            "merchants": MERCHANTS,
+            "merchants": len(merchants),
             "orders": len(created),
+            "events_published": events,
+            "socket_deliveries": delivered,
             "orders_never_delivered": len(unseen),
             "missing_deliveries": missing,
             "foreign_deliveries": sum(s.foreign for s in sockets),
@@ -307,11 +351,11 @@ async def checkout_and_feed(auth: str, portal: str, hub: str, db_names: list[str
     }
 
 
-async def rate(url: str, make_request: Any, concurrency: int = 32) -> dict[str, Any]:
+async def rate(stack: Stack, server: str, make_request: Any, concurrency: int = 32) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = defaultdict(int)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
-        with CpuMeter() as meter:
+        with CpuMeter() as meter, ProcessCpu({server: stack.pids()[server]}) as cpu:
             until = time.monotonic() + SECONDS
 
             async def loop(i: int) -> None:
@@ -327,22 +371,24 @@ async def rate(url: str, make_request: Any, concurrency: int = 32) -> dict[str, 
     return {
         "requests_per_s": round(len(latencies) / meter.wall_seconds, 1),
         "ok_per_s": round(ok / meter.wall_seconds, 1),
+        "server_cpu_ms_per_request": cpu.ms_per(server, len(latencies)),
+        "server_cores_busy": cpu.cores()[server],
         "errors": sum(n for s, n in statuses.items() if s != 200),
         "loadgen_cpu_share": meter.share(),
         **percentiles(latencies),
     }
 
 
-async def tokens_and_reads(auth: str, portal: str) -> dict[str, Any]:
+async def tokens_and_reads(stack: Stack, world: dict[str, Any]) -> dict[str, Any]:
+    auth, portal = stack.auth, stack.portal
+    terminals = world["terminals"]
     async with aiohttp.ClientSession() as http:
-        merchants = await setup_one(http, auth, portal)
-        terminals = await register_terminals(http, auth, merchants)
         token_terminal = terminals[0]
-        assertion = token_terminal["key"].assertion(token_terminal["id"], auth)
+        assertion = token_terminal["key"].assertion(token_terminal["id"], auth, claims={"jti": uuid.uuid4().hex})
         async with http.post(f"{auth}/oauth/token", data=assertion_form(assertion)) as r:
             device_token = (await r.json())["access_token"]
         headers = {"Authorization": f"Bearer {device_token}"}
-        items = [{"product_id": merchants[0]["products"][0], "quantity": 1}]
+        items = [{"product_id": token_terminal["merchant"]["products"][0], "quantity": 1}]
         async with http.post(f"{portal}/orders", json={"items": items}, headers=headers) as r:
             order_id = (await r.json())["id"]
 
@@ -365,28 +411,23 @@ async def tokens_and_reads(auth: str, portal: str) -> dict[str, Any]:
 
         return request
 
-    def healthz(_: int) -> Any:
-        async def request(http: aiohttp.ClientSession) -> int:
-            async with http.get(f"{portal}/healthz") as response:
-                await response.read()
-                return response.status
+    def healthz(base: str) -> Any:
+        def make(_: int) -> Any:
+            async def request(http: aiohttp.ClientSession) -> int:
+                async with http.get(f"{base}/healthz") as response:
+                    await response.read()
+                    return response.status
 
-        return request
+            return request
+
+        return make
 
     return {
-        "tokens": await rate(auth, issue),
-        "cached_order_reads": await rate(portal, read),
-        "healthz_ceiling": await rate(portal, healthz),
+        "tokens": await rate(stack, "device-auth", issue),
+        "cached_order_reads": await rate(stack, "portal", read),
+        "healthz_ceiling": await rate(stack, "portal", healthz(portal)),
+        "auth_healthz_ceiling": await rate(stack, "device-auth", healthz(auth)),
     }
-
-
-async def setup_one(http: aiohttp.ClientSession, auth: str, portal: str) -> list[dict[str, Any]]:
-    global MERCHANTS
-    saved, MERCHANTS = MERCHANTS, 1
-    try:
-        return await setup(http, auth, portal)
-    finally:
-        MERCHANTS = saved
 
 
 def pgbench_ceiling() -> dict[str, Any]:
@@ -394,7 +435,7 @@ def pgbench_ceiling() -> dict[str, Any]:
     binary = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
     if binary is None:
         return {"error": "pgbench not found (Debian package postgresql-client)"}
-    parts = urlsplit(PortalSettings().database_url.replace("+asyncpg", ""))
+    parts = urlsplit(bench_database_url("portal").replace("+asyncpg", ""))
     env = {
         **os.environ,
         "PGHOST": parts.hostname or "127.0.0.1",
@@ -426,46 +467,145 @@ def pgbench_ceiling() -> dict[str, Any]:
     return {"tps": round(tps, 1), "scale": 10, "clients": 16, "seconds": int(SECONDS)}
 
 
-async def main() -> None:
-    relay: subprocess.Popen[bytes] | None = None
-    if os.environ.get("BENCH_USE_RUNNING") == "1":
-        auth_url, portal_url, hub_url = (f"http://127.0.0.1:{p}" for p in (8002, 8000, 8001))
-        servers: list[Server] = []
-        os.environ.setdefault("SMARTPOS_AUTH_ISSUER", auth_url)
-    else:
-        auth, portal, hub = (
-            Server("device-auth", workers=WORKERS),
-            Server("portal", workers=WORKERS),
-            Server("smarttab", workers=WORKERS),
-        )
-        servers = [auth, portal, hub]
-        for server in servers:
+class Stack:
+    """The platform as production runs it, on databases of the benchmark's own (created fresh, migrated, dropped
+    at the end): device-auth, portal (API without an in-process relay), the relay as its own process
+    (`python -m portal.relay`), smarttab; `BENCH_WORKERS` uvicorn processes per service."""
+
+    def __init__(self) -> None:
+        self.urls = {service: bench_database_url(service) for service in DB_SERVICES}
+        env = {var: self.urls[service] for service, var in DB_SERVICES.items()}
+        self.auth_server = Server("device-auth", env, workers=WORKERS)
+        self.portal_server = Server("portal", env, workers=WORKERS)
+        self.hub_server = Server("smarttab", env, workers=WORKERS)
+        self.servers = [self.auth_server, self.portal_server, self.hub_server]
+        for server in self.servers:
             server.env.update(
                 {
-                    "SMARTPOS_AUTH_ISSUER": auth.url,
-                    "SMARTPOS_PGW_MODE": "manual",
+                    "SMARTPOS_AUTH_ISSUER": self.auth_server.url,
+                    "SMARTPOS_PGW_MODE": "manual",  # the load generator plays the gateway
                     "SMARTPOS_PGW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                    "PORTAL_RELAY_IN_PROCESS": "false",
                 }
             )
-        os.environ["SMARTPOS_AUTH_ISSUER"] = auth.url
-        for server in servers:
+        self.relay_env = {**self.portal_server.env}
+        self.relay: subprocess.Popen[bytes] | None = None
+        self.auth, self.portal, self.hub = self.auth_server.url, self.portal_server.url, self.hub_server.url
+        self.db_names = [urlsplit(url).path.lstrip("/") for url in self.urls.values()]
+
+    def dsn(self, service: str) -> str:
+        return self.urls[service].replace("+asyncpg", "")
+
+    async def start(self) -> None:
+        for service, url in self.urls.items():
+            await recreate_database(url)
+            await asyncio.to_thread(migrate.run, migrate.SERVICES[service], "upgrade", "head", database_url=url)
+        for service, var in DB_SERVICES.items():  # bootstrap() and the seeding read these
+            os.environ[var] = self.urls[service]
+        os.environ["SMARTPOS_AUTH_ISSUER"] = self.auth
+        for server in self.servers:
             server.start()
-        auth_url, portal_url, hub_url = auth.url, portal.url, hub.url
-    db_names = [urlsplit(PortalSettings().database_url).path.lstrip("/"), "smartpos_auth"]
-    try:
-        results = await checkout_and_feed(auth_url, portal_url, hub_url, db_names)
-        results.update(await tokens_and_reads(auth_url, portal_url))
-    finally:
-        for server in servers:
+        self.relay = subprocess.Popen(
+            [sys.executable, "-m", "portal.relay"], env=self.relay_env, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def pids(self) -> dict[str, int]:
+        assert self.relay is not None
+        return {
+            "portal": self.portal_server.pid,
+            "device-auth": self.auth_server.pid,
+            "smarttab": self.hub_server.pid,
+            "relay": self.relay.pid,
+        }
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            self.relay.terminate()
+            self.relay.wait(10)
+        for server in self.servers:
             server.stop()
-        if relay is not None:
-            relay.terminate()
-            relay.wait(10)
+        for url in self.urls.values():
+            await drop_database(url)
+
+
+DB_SERVICES = {"portal": "PORTAL_DATABASE_URL", "smarttab": "SMARTTAB_DATABASE_URL", "device-auth": "AUTH_DATABASE_URL"}
+DEFAULT_DB_URLS = {
+    "portal": "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_portal",
+    "smarttab": "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_smarttab",
+    "device-auth": "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_auth",
+}
+
+
+def bench_database_url(service: str) -> str:
+    """The configured server, a database of the benchmark's own."""
+    base = urlsplit(os.environ.get(DB_SERVICES[service]) or DEFAULT_DB_URLS[service])
+    return urlunsplit(base._replace(path=f"/smartpos_bench_{service.replace('-', '_')}"))
+
+
+async def _server_connection(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(urlsplit(url.replace("+asyncpg", ""))._replace(path="/postgres").geturl())
+
+
+async def recreate_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    conn = await _server_connection(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def drop_database(url: str) -> None:
+    conn = await _server_connection(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _steps_rows(checkout: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows = []
+    for step in ("token", "create_order", "create_bill", "pay_card", "webhook", "read_order"):
+        if step in checkout["steps"]:
+            s = checkout["steps"][step]
+            rows.append(
+                (f"  {step} p50/p95/p99 ms", f"{s['p50_ms']} / {s['p95_ms']} / {s['p99_ms']}  (n={s['count']})")
+            )
+    return rows
+
+
+def _pct(p: dict[str, float]) -> str:
+    return f"{p['p50_ms']} / {p['p95_ms']} / {p['p99_ms']}"
+
+
+async def main() -> None:
+    stack = Stack()
+    await stack.start()
+    results: dict[str, Any] = {}
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            merchants = await setup(http, stack.auth, stack.portal)
+            world = {"merchants": merchants, "terminals": await register_terminals(http, stack.auth, merchants)}
+        empty = await checkout_phase(stack, world, "empty database")
+        results["checkout"], results["feed"] = empty["checkout"], empty["feed"]
+        results["history_seed"] = await seed_past_orders(stack.dsn("portal"), merchants, HISTORY_ORDERS)
+        history = await checkout_phase(stack, world, f"{HISTORY_ORDERS:,} past orders")
+        results["history_checkout"], results["history_feed"] = history["checkout"], history["feed"]
+        results.update(await tokens_and_reads(stack, world))
+    finally:
+        await stack.stop()
     results["pgbench_ceiling"] = pgbench_ceiling()
-    checkout, feed = results["checkout"], results["feed"]
+    checkout, feed, hist = results["checkout"], results["feed"], results["history_checkout"]
     ceiling = results["healthz_ceiling"]["requests_per_s"]
+    auth_ceiling = results["auth_healthz_ceiling"]["requests_per_s"]
     results["ratios"] = {
         "checkout_http_vs_healthz": round(checkout["http_requests_per_s"] / ceiling, 3) if ceiling else None,
+        "tokens_vs_auth_healthz": round(results["tokens"]["ok_per_s"] / auth_ceiling, 3) if auth_ceiling else None,
+        "history_flows_vs_empty": round(hist["flows_per_s"] / checkout["flows_per_s"], 3)
+        if checkout["flows_per_s"]
+        else None,
         "db_transactions_vs_pgbench": round(checkout["db_transactions_per_s"] / results["pgbench_ceiling"]["tps"], 3)
         if results["pgbench_ceiling"].get("tps")
         else None,
@@ -473,55 +613,74 @@ async def main() -> None:
     results["machine"] = {
         "cores": os.cpu_count(),
         "server_processes_per_service": WORKERS,
-        "relay_process": RELAY_PROCESS,
-        "seconds": SECONDS,
+        "relay": "its own process (python -m portal.relay); PORTAL_RELAY_IN_PROCESS=false on the API",
+        "databases": "smartpos_bench_* on the configured PostgreSQL, created and migrated for the run, then dropped",
+        "seconds_per_phase": SECONDS,
     }
+    portal_cpu = checkout["server_cpu"]["portal_ms_per_request"]
     bars = {
-        "checkout_at_least_20pct_of_ceiling": (results["ratios"]["checkout_http_vs_healthz"] or 0) >= 0.20,
+        "portal_cpu_per_checkout_request_at_most_2ms": portal_cpu is not None and portal_cpu <= 2.0,
+        "checkout_http_at_least_12pct_of_healthz": (results["ratios"]["checkout_http_vs_healthz"] or 0) >= 0.12,
+        "at_most_25_sql_statements_per_flow": (checkout["sql_statements_per_flow"] or 99) <= 25,
         "feed_p99_at_most_100ms": feed["commit_to_socket"]["p99_ms"] <= 100,
-        "zero_errors": checkout["errors"] == 0 and feed["missing_deliveries"] == 0 and feed["foreign_deliveries"] == 0,
+        "tokens_at_least_20pct_of_auth_healthz": (results["ratios"]["tokens_vs_auth_healthz"] or 0) >= 0.20,
+        "history_flows_within_10pct": (results["ratios"]["history_flows_vs_empty"] or 0) >= 0.90,
+        "zero_errors": all(c["errors"] == 0 for c in (checkout, hist))
+        and all(f["missing_deliveries"] == 0 and f["foreign_deliveries"] == 0 for f in (feed, results["history_feed"])),
     }
     results["bars"] = bars
     for key, value in results.items():
         save(key, value)
-    steps = checkout["steps"]
-    rows = [
-        ("checkout flows/s", f"{checkout['flows_per_s']} ({TERMINALS} terminals, {checkout['flows']} flows)"),
+    cpu = checkout["server_cpu"]
+    rows: list[tuple[str, Any]] = [
+        (
+            "checkout flows/s (empty database)",
+            f"{checkout['flows_per_s']} ({TERMINALS} terminals, {checkout['flows']} flows)",
+        ),
         ("checkout HTTP requests/s", checkout["http_requests_per_s"]),
-        ("checkout DB transactions/s (portal + auth)", checkout["db_transactions_per_s"]),
         ("checkout errors", f"{checkout['errors']} {checkout['error_detail'] or ''}"),
-    ]
-    for step in ("token", "create_order", "create_bill", "pay_card", "webhook", "read_order"):
-        if step in steps:
-            s = steps[step]
-            rows.append(
-                (f"  {step} p50/p95/p99 ms", f"{s['p50_ms']} / {s['p95_ms']} / {s['p99_ms']}  (n={s['count']})")
-            )
-    rows += [
+        *_steps_rows(checkout),
+        ("portal CPU ms per checkout request", cpu["portal_ms_per_request"]),
+        ("SQL statements per flow (portal API)", checkout["sql_statements_per_flow"]),
+        ("DB transactions per flow (portal, auth, smarttab, relay)", checkout["db_transactions_per_flow"]),
         (
-            "feed commit-to-socket p50/p95/p99 ms",
-            f"{feed['commit_to_socket']['p50_ms']} / {feed['commit_to_socket']['p95_ms']} / {feed['commit_to_socket']['p99_ms']}",
+            "relay CPU ms per event / smarttab CPU ms per socket delivery",
+            f"{cpu['relay_ms_per_event']} / {cpu['smarttab_ms_per_socket_delivery']}",
         ),
-        (
-            "  of which after the 201 response p50/p95/p99 ms",
-            f"{feed['response_to_socket']['p50_ms']} / {feed['response_to_socket']['p95_ms']} / {feed['response_to_socket']['p99_ms']}",
-        ),
+        ("cores busy (portal, device-auth, smarttab, relay)", cpu["cores_busy"]),
+        ("feed commit-to-socket p50/p95/p99 ms", _pct(feed["commit_to_socket"])),
+        ("  of which after the 201 response p50/p95/p99 ms", _pct(feed["response_to_socket"])),
         (
             "feed missing / foreign deliveries",
-            f"{feed['missing_deliveries']} / {feed['foreign_deliveries']} ({SOCKETS} sockets, {MERCHANTS} merchants)",
+            f"{feed['missing_deliveries']} / {feed['foreign_deliveries']} ({SOCKETS} sockets, {len(merchants)} merchants)",
         ),
-        ("token issuance/s", results["tokens"]["ok_per_s"]),
-        ("cached GET /orders/{id} req/s", results["cached_order_reads"]["ok_per_s"]),
-        ("ceiling: GET /healthz req/s (portal, same setup)", ceiling),
-        ("ceiling: pgbench TPC-B tps (same PostgreSQL)", results["pgbench_ceiling"].get("tps")),
-        ("ratio checkout HTTP / healthz ceiling", results["ratios"]["checkout_http_vs_healthz"]),
-        ("ratio checkout DB tx / pgbench", results["ratios"]["db_transactions_vs_pgbench"]),
-        ("load generator CPU share (checkout)", checkout["loadgen_cpu_share"]),
+        (f"history: {HISTORY_ORDERS:,} past orders seeded in", f"{results['history_seed']['seconds']} s"),
+        ("history: checkout flows/s", f"{hist['flows_per_s']} (errors {hist['errors']})"),
         (
-            "bars: ≥20% ceiling / feed p99 ≤100 ms / zero errors",
-            " / ".join("met" if v else "NOT met" for v in bars.values()),
+            "history: portal CPU ms per request / statements per flow",
+            f"{hist['server_cpu']['portal_ms_per_request']} / {hist['sql_statements_per_flow']}",
         ),
+        ("history: feed commit-to-socket p50/p95/p99 ms", _pct(results["history_feed"]["commit_to_socket"])),
+        (
+            "token issuance/s (device-auth CPU ms per token)",
+            f"{results['tokens']['ok_per_s']} ({results['tokens']['server_cpu_ms_per_request']})",
+        ),
+        (
+            "cached GET /orders/{id} req/s (portal CPU ms per read)",
+            f"{results['cached_order_reads']['ok_per_s']} ({results['cached_order_reads']['server_cpu_ms_per_request']})",
+        ),
+        (
+            "ceiling: portal GET /healthz req/s (CPU ms per request)",
+            f"{ceiling} ({results['healthz_ceiling']['server_cpu_ms_per_request']})",
+        ),
+        ("ceiling: device-auth GET /healthz req/s", auth_ceiling),
+        ("ceiling: pgbench TPC-B tps (same PostgreSQL)", results["pgbench_ceiling"].get("tps")),
+        ("ratio checkout HTTP / portal healthz", results["ratios"]["checkout_http_vs_healthz"]),
+        ("ratio tokens / device-auth healthz", results["ratios"]["tokens_vs_auth_healthz"]),
+        ("ratio history flows / empty flows", results["ratios"]["history_flows_vs_empty"]),
+        ("load generator CPU share (checkout)", checkout["loadgen_cpu_share"]),
     ]
+    rows += [(f"bar: {name}", "met" if met else "NOT met") for name, met in bars.items()]
     table(f"make bench ({SECONDS:.0f} s per phase, {WORKERS} process(es) per service, {os.cpu_count()} cores)", rows)
 
 

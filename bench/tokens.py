@@ -122,7 +122,8 @@ async def main() -> None:
         server.stop()
 
     async def load_jwks() -> dict[str, Any]:
-        return jwks
+        keys: dict[str, Any] = jwks
+        return keys
 
     verifier = TokenVerifier(env_issuer, load_jwks)
     await verifier.verify(sample_token)  # warm the key cache

@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .db import create_engine, make_sessionmaker
+from .db import count_statements, create_engine, make_sessionmaker
 from .errors import PROBLEM_COMPONENT, PayloadTooLarge, install_error_handlers, problem
 from .health import router as health_router
 from .logging import configure_logging
@@ -92,6 +92,7 @@ def create_app(
         app.state.engine = create_engine(
             settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
+        count_statements(app.state.engine, app.state.metrics.db_statement)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
         app.state.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=False

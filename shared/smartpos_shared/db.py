@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, text
+from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -55,6 +55,15 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
             "server_settings": {"application_name": "smartpos"},
         },
     )
+
+
+def count_statements(engine: AsyncEngine, counter: Any) -> None:
+    """Increment `counter` (a prometheus Counter child) for every statement this engine sends."""
+
+    def on_execute(*_: object) -> None:
+        counter.inc()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

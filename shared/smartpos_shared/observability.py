@@ -37,6 +37,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Every statement a service sends PostgreSQL (BEGIN/COMMIT excluded), by whichever path sends it: the
+        # benchmark divides it by checkout flows, operators watch it for N+1 regressions.
+        self.db_statements = Counter(
+            "db_statements_total", "SQL statements sent to PostgreSQL", ["service"], registry=self.registry
+        )
+        self.db_statement = self.db_statements.labels(service)
+
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -144,7 +144,7 @@ BODY = {"merchant_id": "mer_1", "store_id": "sto_1", "name": "till", "jwks": {"k
 
 def test_device_registration_waits_for_a_store_device_auth_has_not_heard_of_yet() -> None:
     client, seen = devices_answering([404, 404, 404, 201])
-    clock, lines = FakeClock(), []
+    clock, lines = FakeClock(), list[str]()
     device = register_device(client, "http://auth", {}, BODY, lines.append, clock=clock, sleep=clock.sleep)
     assert device["id"] == "dev_1"
     assert seen == [404, 404, 404, 201]

@@ -32,7 +32,7 @@ async def _collect(url: str, subject: str, count: int, timeout: float = 10.0) ->
         sub = await js.subscribe(
             subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         )
-        events = []
+        events: list[dict[str, Any]] = []
         while len(events) < count:
             msg = await sub.next_msg(timeout=timeout)
             events.append(json.loads(msg.data))

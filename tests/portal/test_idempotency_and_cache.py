@@ -63,7 +63,7 @@ async def test_a_request_in_flight_with_the_same_key_is_409(portal: httpx.AsyncC
     assert replay.status_code == 201 and replay.json()["id"] == created[0]
 
 
-async def test_keys_are_per_merchant(portal: httpx.AsyncClient, make_tenant) -> None:  # type: ignore[no-untyped-def]
+async def test_keys_are_per_merchant(portal: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
     a, b = await make_tenant(), await make_tenant()
     shared = key()
     first = await portal.post(
@@ -134,7 +134,7 @@ async def test_a_stale_read_can_never_be_written_back_after_a_newer_commit(
 async def test_a_cached_order_gets_the_same_tenant_check_as_the_database(
     portal: httpx.AsyncClient,
     portal_app: FastAPI,
-    make_tenant,  # type: ignore[no-untyped-def]
+    make_tenant: MakeTenant,
 ) -> None:
     a, b = await make_tenant(), await make_tenant()
     order = await ring_up(portal, a)

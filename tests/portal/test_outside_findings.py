@@ -39,7 +39,7 @@ async def test_malformed_webhook_signatures_are_400_not_500(portal: httpx.AsyncC
     response = await portal.post(
         "/webhooks/pgw",
         content=body.encode(),
-        headers={"content-type": "application/json", "PGW-Signature": signature.encode("latin-1")},
+        headers=[(b"content-type", b"application/json"), (b"pgw-signature", signature.encode("latin-1"))],
     )
     assert response.status_code == 400, response.text
     assert response.json()["type"].endswith("/bad_signature")
