@@ -9,11 +9,10 @@ errors are swallowed and, for a second after one, Redis is not even tried.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
+import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -43,10 +42,32 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class CachedResource:
+    """A resource's representation (JSON bytes, as the API answers it) with its version and its tenant."""
+
     version: int
     merchant_id: str
     store_id: str | None
-    body: dict[str, Any]
+    body: bytes
+
+
+_DATA = b',"data":'
+
+
+def encode_entry(resource: CachedResource) -> bytes:
+    """`{"version":…,"merchant_id":…,"store_id":…,"data":<body>}`: JSON, with the body copied in as it is."""
+    head = orjson.dumps(
+        {"version": resource.version, "merchant_id": resource.merchant_id, "store_id": resource.store_id}
+    )
+    return head[:-1] + _DATA + resource.body + b"}"
+
+
+def decode_entry(raw: bytes) -> CachedResource | None:
+    try:
+        entry = orjson.loads(raw)
+        start = raw.index(_DATA) + len(_DATA)  # the body is the last member: served without re-serializing
+        return CachedResource(int(entry["version"]), entry["merchant_id"], entry.get("store_id"), raw[start:-1])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class VersionedCache:
@@ -72,26 +93,12 @@ class VersionedCache:
         except RedisError as exc:
             self._failed("get", exc)
             return None
-        if raw is None:
-            return None
-        try:
-            entry = json.loads(raw)
-            return CachedResource(int(entry["version"]), entry["merchant_id"], entry.get("store_id"), entry["data"])
-        except (ValueError, KeyError, TypeError):
-            return None
+        return decode_entry(raw) if raw is not None else None
 
     async def put(self, kind: str, resource_id: str, resource: CachedResource) -> bool:
         if not self._available():
             return False
-        value = json.dumps(
-            {
-                "version": resource.version,
-                "merchant_id": resource.merchant_id,
-                "store_id": resource.store_id,
-                "data": resource.body,
-            },
-            separators=(",", ":"),
-        )
+        value = encode_entry(resource)
         key = f"{kind}:{resource_id}"
         try:
             return bool(await self._put(keys=[key, f"{key}:v"], args=[resource.version, value, self.ttl]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -70,40 +71,56 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed when the endpoint returns, rolled back if it raises.
-
-    Used with `scope="function"` so the commit happens before the response is sent: a failed commit is an
-    error response, never a 2xx for a change that did not persist.
-    """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        relay = getattr(request.app.state, "outbox_relay", None)
-        async with session.begin():
-            yield session
-            if session.info.get("outbox_wake") and relay is None:
-                # No relay in this process: wake the relay processes (LISTEN smartpos_outbox) at commit.
-                await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
-        await run_after_commit(session)
-        if session.info.get("outbox_wake") and relay is not None:
-            relay.wake()  # this process's relay publishes its own commits; no NOTIFY round trip needed
-
-
 AfterCommit = Callable[[], Awaitable[None]]
 
 
-def after_commit(session: AsyncSession, action: AfterCommit) -> None:
-    """Run `action` once the request's transaction has committed (cache invalidation, calls to the gateway):
-    nothing outside PostgreSQL may see a change that could still roll back."""
-    session.info.setdefault("after_commit", []).append(action)
+@dataclass(eq=False)
+class Transaction:
+    """One request's transaction (SQLAlchemy session) and what must happen once it has committed."""
+
+    session: AsyncSession
+    actions: list[AfterCommit] = field(default_factory=list)
+    events_written: bool = False
+
+    def after_commit(self, action: AfterCommit) -> None:
+        """Run `action` once the transaction has committed (cache invalidation, calls to the gateway): nothing
+        outside PostgreSQL may see a change that could still roll back."""
+        self.actions.append(action)
 
 
-async def run_after_commit(session: AsyncSession) -> None:
-    for action in session.info.pop("after_commit", []):
+async def run_after_commit(actions: list[AfterCommit]) -> None:
+    for action in actions:
         try:
             await action()
         except Exception as exc:  # the commit stands; a failed side effect is logged, never turned into a 500
             _log.warning("after_commit_failed", error=repr(exc))
 
 
+async def _request_transaction(request: Request) -> AsyncIterator[Transaction]:
+    """One transaction per request: committed when the endpoint returns, rolled back if it raises.
+
+    Used with `scope="function"` so the commit happens before the response is sent: a failed commit is an
+    error response, never a 2xx for a change that did not persist.
+    """
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    wake: Callable[[], None] | None = getattr(request.app.state, "outbox_wake", None)
+    async with sessionmaker() as session:
+        transaction = Transaction(session)
+        async with session.begin():
+            yield transaction
+            if transaction.events_written and wake is None:
+                # No relay in this process: wake the relay processes (LISTEN smartpos_outbox) at commit.
+                await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
+        await run_after_commit(transaction.actions)
+        if transaction.events_written and wake is not None:
+            wake()  # this process's relay publishes its own commits; no NOTIFY round trip needed
+
+
+async def _request_session(
+    transaction: Annotated[Transaction, Depends(_request_transaction, scope="function")],
+) -> AsyncSession:
+    return transaction.session
+
+
+TransactionDep = Annotated[Transaction, Depends(_request_transaction, scope="function")]
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

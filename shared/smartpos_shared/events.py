@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
 from fastapi import FastAPI
 from nats.aio.client import Client
@@ -27,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .db import utcnow
+from .db import Transaction, utcnow
 from .ids import new_id
 from .nats import NatsConnection
 
@@ -118,8 +119,37 @@ def envelope(
     }
 
 
+def envelope_bytes(
+    *,
+    event_id: str,
+    event_type: str,
+    source: str,
+    time: datetime,
+    merchant_id: str,
+    store_id: str | None,
+    subject: str,
+    version: int,
+    data: bytes,
+) -> bytes:
+    """The envelope as JSON around `data`, a resource representation already serialized (never parsed again)."""
+    return orjson.dumps(
+        {
+            "id": event_id,
+            "type": event_type,
+            "source": source,
+            "time": time,
+            "merchant_id": merchant_id,
+            "store_id": store_id,
+            "subject": subject,
+            "version": version,
+            "data": orjson.Fragment(data),
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
 def add_event(
-    session: AsyncSession,
+    transaction: Transaction,
     outbox_model: type[OutboxMixin],
     *,
     source: str,
@@ -144,7 +174,7 @@ def add_event(
         version=version,
         data=data,
     )
-    session.add(
+    transaction.session.add(
         outbox_model(  # type: ignore[call-arg]  # the concrete model is a declarative class
             id=event_id,
             type=event_type,
@@ -156,8 +186,7 @@ def add_event(
             created_at=now,
         )
     )
-    wake = session.info.setdefault("outbox_wake", [])
-    wake.append(event_id)
+    transaction.events_written = True
     return event_id
 
 
@@ -311,6 +340,7 @@ def outbox_relay_extension(outbox_model: type[OutboxMixin]) -> Callable[[FastAPI
         url = app.state.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
         relay = OutboxRelay(app.state.sessionmaker, app.state.nats, outbox_model, listen_dsn=url)
         app.state.outbox_relay = relay
+        app.state.outbox_wake = relay.wake  # commits in this process wake it directly (see db.py)
         await relay.start()
         try:
             yield

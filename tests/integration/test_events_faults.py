@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from portal.main import build_app
 from portal.models import OutboxEvent
+from smartpos_shared.db import Transaction
 from smartpos_shared.events import OutboxRelay, add_event
 from smartpos_shared.ids import new_id
 from tests.portal.helpers import ring_up
@@ -82,10 +83,11 @@ async def test_several_relays_publish_each_merchants_events_once_and_in_order(
     merchants = [new_id("mer") for _ in range(4)]
     try:
         async with portal_app.state.sessionmaker() as session, session.begin():
+            transaction = Transaction(session)
             for i in range(50):
                 for merchant_id in merchants:
                     add_event(
-                        session, OutboxEvent, source="test", event_type="order.updated", merchant_id=merchant_id,
+                        transaction, OutboxEvent, source="test", event_type="order.updated", merchant_id=merchant_id,
                         store_id=None, subject=f"ord_{merchant_id}", version=i + 1, data={"n": i},
                     )  # fmt: skip
         relays = [OutboxRelay(portal_app.state.sessionmaker, connection, OutboxEvent, batch_size=7) for _ in range(3)]

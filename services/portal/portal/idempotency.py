@@ -1,10 +1,11 @@
 """`Idempotency-Key` with Stripe's semantics, per principal (the token's subject within its merchant: Stripe scopes
 keys per account *and* key), kept 72 hours.
 
-The key is claimed in its own short transaction (so a concurrent request with the same key sees it at once and
-gets 409). The stored response is written in the request's own transaction, together with the change it
-describes: either both persist or neither. A claim left behind by a crashed request is taken over after
-`STALE_AFTER`. Same key and same body replays the first response; a different body is 422.
+The key is claimed by one statement of its own, committed at once (so a concurrent request with the same key sees
+it and gets 409). The stored response is written by the statement that makes the change it describes: either
+both persist or neither. A claim left behind by a crashed request is taken over after `STALE_AFTER`. Same key and
+same body replays the first response — after the same tenant check a read of that resource gets; a different
+body is 422.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from smartpos_shared.auth import Principal
-from smartpos_shared.db import utcnow
 from smartpos_shared.errors import Conflict, DomainError, NotFound, Unprocessable
+from smartpos_shared.pg import Db
 
-from .models import IdempotencyKey
-from .tenancy import Scope
+from .checkout.repository import Completion
+from .context import RequestContext
+from .tenancy import own_tenant
 
 RETENTION = timedelta(hours=72)
 STALE_AFTER = timedelta(seconds=60)
@@ -45,16 +45,42 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
-
-def _request_hash(request: Request, body: BaseModel) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
+CLAIM = """
+INSERT INTO idempotency_keys (owner, key, request_hash, state, created_at, expires_at)
+VALUES ($1, $2, $3, 'in_flight', $4, $5) ON CONFLICT DO NOTHING RETURNING true"""
+HELD = """
+SELECT request_hash, state, response_status, response_body, created_at, expires_at
+FROM idempotency_keys WHERE owner = $1 AND key = $2 FOR UPDATE"""
+RECLAIM = """
+UPDATE idempotency_keys SET request_hash = $3, state = 'in_flight', response_status = NULL, response_body = NULL,
+       created_at = $4, expires_at = $5
+WHERE owner = $1 AND key = $2"""
+RELEASE = "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND state = 'in_flight'"
 
 
 @dataclass(frozen=True, slots=True)
-class _StoredResponse:
+class Reply:
+    """A use case's answer: the status and the representation, serialized once."""
+
     status: int
-    body: dict[str, Any]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This request owns the key: its response is stored by the statement that makes its change."""
+
+    owner: str
+    key: str
+
+    def completion(self, status: int, body: bytes) -> Completion:
+        return Completion(self.owner, self.key, status, body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    status: int
+    body: str
 
 
 def owner_of(principal: Principal) -> str:
@@ -62,91 +88,69 @@ def owner_of(principal: Principal) -> str:
     return f"{principal.merchant_id or 'admin'}/{principal.subject}"
 
 
-async def _claim(
-    sessionmaker: async_sessionmaker[AsyncSession], owner: str, key: str, digest: str
-) -> _StoredResponse | None:
-    """Claim the key, or answer from what it already holds. Returns None when this request owns the key."""
-    now = utcnow()
-    async with sessionmaker() as session, session.begin():
-        claimed = await session.execute(
-            insert(IdempotencyKey)
-            .values(
-                owner=owner, key=key, request_hash=digest, state="in_flight", created_at=now, expires_at=now + RETENTION
-            )
-            .on_conflict_do_nothing()
-            .returning(IdempotencyKey.key)
-        )
-        if claimed.first() is not None:
-            return None
-        row = (
-            await session.execute(
-                select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key).with_for_update()
-            )
-        ).scalar_one()
-        if row.expires_at <= now:
-            await session.delete(row)
-            await session.flush()
-            session.add(
-                IdempotencyKey(
-                    owner=owner,
-                    key=key,
-                    request_hash=digest,
-                    state="in_flight",
-                    created_at=now,
-                    expires_at=now + RETENTION,
-                )
-            )
-            return None
-        if row.request_hash != digest:
-            raise Unprocessable("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
-        if row.state == "done":
-            return _StoredResponse(row.response_status or 200, row.response_body or {})
-        if row.created_at > now - STALE_AFTER:
-            raise Conflict("a request with this Idempotency-Key is still in progress", code="idempotency_in_flight")
-        row.created_at = now  # abandoned by a crashed request: take it over
+def request_hash(request: Request, body: BaseModel) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{request.method} {request.url.path}\n{canonical}".encode()).hexdigest()
+
+
+async def _claim(ctx: RequestContext, owner: str, key: str, digest: str) -> _Stored | None:
+    """Claim the key, or answer from what it already holds. None when this request owns the key."""
+    db: Db = ctx.db
+    now = ctx.now()
+    if await db.fetchval(CLAIM, owner, key, digest, now, now + RETENTION):
         return None
+    async with db.transaction():
+        row = await db.fetchrow(HELD, owner, key)
+        if (
+            row is None
+            or row["expires_at"] <= now
+            or (row["state"] == "in_flight" and row["created_at"] <= now - STALE_AFTER)
+        ):
+            # Released meanwhile, expired, or abandoned by a crashed request: take it.
+            if row is None:
+                await db.execute(CLAIM, owner, key, digest, now, now + RETENTION)
+            else:
+                await db.execute(RECLAIM, owner, key, digest, now, now + RETENTION)
+            return None
+        if row["request_hash"] != digest:
+            raise Unprocessable("this Idempotency-Key was used with a different request", code="idempotency_key_reused")
+        if row["state"] != "done":
+            raise Conflict("a request with this Idempotency-Key is still in progress", code="idempotency_in_flight")
+        return _Stored(row["response_status"] or 200, row["response_body"])
 
 
-async def _release(sessionmaker: async_sessionmaker[AsyncSession], owner: str, key: str) -> None:
-    async with sessionmaker() as session, session.begin():
-        await session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.owner == owner, IdempotencyKey.key == key, IdempotencyKey.state == "in_flight"
-            )
-        )
+UseCase = Callable[[Claim | None], Awaitable[Reply]]
 
 
 async def idempotent(
-    request: Request,
-    session: AsyncSession,
-    principal: Principal,
-    key: str | None,
-    body: BaseModel,
-    handler: Callable[[], Awaitable[BaseModel]],
-    status_code: int = 201,
-) -> JSONResponse:
+    ctx: RequestContext, request: Request, key: str | None, body: BaseModel, use_case: UseCase
+) -> Response:
     if key is None:
-        result = await handler()
-        return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
+        reply = await use_case(None)
+        return Response(reply.body, status_code=reply.status, media_type="application/json")
+    principal = ctx.principal
+    assert principal is not None
     owner = owner_of(principal)
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    replay = await _claim(sessionmaker, owner, key, _request_hash(request, body))
-    if replay is not None:
-        # Authorize before replaying: the stored resource gets the same tenant check as a read of it.
-        merchant_id, store_id = replay.body.get("merchant_id"), replay.body.get("store_id")
-        if not isinstance(merchant_id, str) or not Scope.of(principal).allows(merchant_id, store_id):
-            raise NotFound("not found")
-        return JSONResponse(replay.body, status_code=replay.status, headers={REPLAYED_HEADER: "true"})
+    stored = await _claim(ctx, owner, key, request_hash(request, body))
+    if stored is not None:
+        _authorize_replay(principal, orjson.loads(stored.body))
+        return Response(
+            stored.body, status_code=stored.status, media_type="application/json", headers={REPLAYED_HEADER: "true"}
+        )
     try:
-        result = await handler()
+        reply = await use_case(Claim(owner, key))
     except DomainError:
-        # Nothing was done: free the key so a corrected retry can use it.
-        await _release(sessionmaker, owner, key)
+        await ctx.db.execute(RELEASE, owner, key)  # nothing was done: a corrected retry may use the key
         raise
-    payload = result.model_dump(mode="json")
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
-        .values(state="done", response_status=status_code, response_body=payload)
-    )
-    return JSONResponse(payload, status_code=status_code)
+    return Response(reply.body, status_code=reply.status, media_type="application/json")
+
+
+def _authorize_replay(principal: Principal, body: Any) -> None:
+    """Authorize before replaying: the stored resource gets the same tenant check as a read of it."""
+    tenant = own_tenant(principal)
+    if tenant is None:
+        return
+    if not isinstance(body, dict) or body.get("merchant_id") != tenant.merchant_id:
+        raise NotFound("not found")
+    if tenant.store_id is not None and body.get("store_id") != tenant.store_id:
+        raise NotFound("not found")

@@ -12,13 +12,13 @@ from smartpos_shared.app import create_app
 from smartpos_shared.auth import JwksLoader, token_verification
 from smartpos_shared.cache import VersionedCache
 from smartpos_shared.events import outbox_relay_extension
+from smartpos_shared.pg import CountedStatements, create_pool
 
-from .bills.endpoints import router as bills_router
 from .catalog.endpoints import router as catalog_router
+from .checkout import endpoints as checkout
+from .context import PortalServices
 from .merchants.endpoints import router as merchants_router
 from .models import OutboxEvent
-from .orders.endpoints import router as orders_router
-from .payments.endpoints import router as payments_router
 from .pgw.gateway import gateway_for
 from .pgw.webhooks import router as webhooks_router
 from .settings import PortalSettings
@@ -26,12 +26,25 @@ from .settings import PortalSettings
 
 @asynccontextmanager
 async def commerce(app: FastAPI) -> AsyncIterator[None]:
-    app.state.cache = VersionedCache(app.state.redis)
-    app.state.gateway = gateway_for(app.state.settings)
+    """The collaborators request handlers get (`context.PortalServices`), created once per process."""
+    settings: PortalSettings = app.state.settings
+    pool = await create_pool(settings.database_url, min_size=1, max_size=settings.db_pool_size)
+    gateway = gateway_for(settings)
+    relay = getattr(app.state, "outbox_relay", None)
+    app.state.services = PortalServices(
+        settings=settings,
+        pool=pool,
+        cache=VersionedCache(app.state.redis),
+        gateway=gateway,
+        statements=CountedStatements(app.state.metrics.db_statement),
+        clock=lambda: float(app.state.clock()),
+        wake_relay=relay.wake if relay is not None else None,
+    )
     try:
         yield
     finally:
-        await app.state.gateway.close()
+        await gateway.close()
+        await pool.close()
 
 
 def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | None = None) -> FastAPI:
@@ -40,11 +53,11 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
         settings,
         title="SmartPOS portal",
         description="SmartPOS core portal: orders, bills, payments, catalog, merchants and stores.",
-        routers=[merchants_router, catalog_router, orders_router, bills_router, payments_router, webhooks_router],
+        routers=[merchants_router, catalog_router, checkout.orders, checkout.bills, checkout.payments, webhooks_router],
         extensions=[
             token_verification(jwks_loader),
-            commerce,
             *([outbox_relay_extension(OutboxEvent)] if settings.relay_in_process else []),
+            commerce,  # after the relay: it hands the relay's wake-up to request handlers
         ],
         access_log=settings.access_log,
     )

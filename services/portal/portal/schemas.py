@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import Field, StringConstraints
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
@@ -18,3 +19,6 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 MAX_AMOUNT = 10**12
 Amount = Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT)]
 Price = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT)]
+MerchantQuery = Annotated[
+    str | None, Query(pattern=rf"^mer_{ULID}$", description="admins: the merchant whose data to list")
+]

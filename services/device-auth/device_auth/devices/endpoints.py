@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from smartpos_shared.auth import MerchantOrAdminDep
-from smartpos_shared.db import SessionDep
+from smartpos_shared.db import SessionDep, TransactionDep
 from smartpos_shared.errors import problem_schema
 from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, page_of
 
@@ -63,5 +63,7 @@ async def replace_keys(
 
 
 @router.post("/{device_id}/revoke", responses=_not_found, summary="Revoke a device: no new tokens, live ones refused")
-async def revoke_device(device_id: DeviceId, principal: MerchantOrAdminDep, session: SessionDep) -> DevicePublic:
-    return await service.revoke_device(session, principal, device_id)
+async def revoke_device(
+    device_id: DeviceId, principal: MerchantOrAdminDep, transaction: TransactionDep
+) -> DevicePublic:
+    return await service.revoke_device(transaction, principal, device_id)

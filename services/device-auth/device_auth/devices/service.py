@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import Principal, Role
-from smartpos_shared.db import utcnow
+from smartpos_shared.db import Transaction, utcnow
 from smartpos_shared.errors import Forbidden, NotFound
 from smartpos_shared.events import add_event
 from smartpos_shared.ids import new_id
@@ -91,9 +91,10 @@ async def replace_keys(session: AsyncSession, principal: Principal, device_id: s
     return _public(device)
 
 
-async def revoke_device(session: AsyncSession, principal: Principal, device_id: str) -> DevicePublic:
+async def revoke_device(transaction: Transaction, principal: Principal, device_id: str) -> DevicePublic:
     """No new tokens from now on; the `device.revoked` event makes resource servers refuse its live tokens.
     Revoking a revoked device changes nothing."""
+    session = transaction.session
     device = await repository.get_device_for_merchant(session, device_id, _merchant_filter(principal), lock=True)
     if device is None:
         raise NotFound("device not found")
@@ -107,7 +108,7 @@ async def revoke_device(session: AsyncSession, principal: Principal, device_id: 
     await session.flush()
     public = _public(device)
     add_event(
-        session,
+        transaction,
         OutboxEvent,
         source=SOURCE,
         event_type="device.revoked",

@@ -9,7 +9,7 @@ from smartpos_shared.db import SessionDep
 from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, page_of
 
 from ..errors import COMMON_ERRORS, CONFLICT, NOT_FOUND
-from ..schemas import ULID
+from ..schemas import ULID, MerchantQuery
 from . import service
 from .schemas import ProductCreate, ProductPublic
 
@@ -33,9 +33,17 @@ async def get_product(
     return await service.get_product(session, principal, product_id)
 
 
-@router.get("", summary="List the catalog, newest first (devices see their merchant's catalog)")
+@router.get(
+    "",
+    responses=NOT_FOUND,
+    summary="List the catalog, newest first (devices see their merchant's catalog; an admin names the merchant)",
+)
 async def list_products(
-    principal: PrincipalDep, session: SessionDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+    principal: PrincipalDep,
+    session: SessionDep,
+    merchant_id: MerchantQuery = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
 ) -> Page[ProductPublic]:
-    rows = await service.list_products(session, principal, decode_cursor(cursor, "prd"), limit)
+    rows = await service.list_products(session, principal, merchant_id, decode_cursor(cursor, "prd"), limit)
     return page_of(rows, limit)

@@ -9,7 +9,7 @@ from smartpos_shared.ids import new_id
 
 from ..merchants import repository as merchants
 from ..models import Product
-from ..tenancy import Scope, merchant_for_write
+from ..tenancy import merchant_for_write, tenant_for, tenant_for_list
 from . import repository
 from .schemas import ProductCreate, ProductPublic
 
@@ -48,14 +48,17 @@ async def create_product(session: AsyncSession, principal: Principal, body: Prod
 
 
 async def get_product(session: AsyncSession, principal: Principal, product_id: str) -> ProductPublic:
-    product = await repository.get_product(session, Scope.of(principal).merchant_id, product_id)
+    tenant = await tenant_for(principal, lambda: repository.merchant_of_product(session, product_id))
+    product = await repository.get_product(session, tenant.merchant_id, product_id)
     if product is None:
         raise NotFound("product not found")
     return product_public(product)
 
 
 async def list_products(
-    session: AsyncSession, principal: Principal, before_id: str | None, limit: int
+    session: AsyncSession, principal: Principal, merchant_id: str | None, before_id: str | None, limit: int
 ) -> list[ProductPublic]:
-    rows = await repository.list_products(session, Scope.of(principal).merchant_id, before_id, limit)
+    rows = await repository.list_products(
+        session, tenant_for_list(principal, merchant_id).merchant_id, before_id, limit
+    )
     return [product_public(p) for p in rows]

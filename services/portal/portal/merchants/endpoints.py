@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from smartpos_shared.auth import AdminDep, PrincipalDep
-from smartpos_shared.db import SessionDep
+from smartpos_shared.db import SessionDep, TransactionDep
 from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, page_of
 
 from ..errors import COMMON_ERRORS, NOT_FOUND
-from ..schemas import ULID
+from ..schemas import ULID, MerchantQuery
 from . import service
 from .schemas import MerchantCreate, MerchantPublic, StoreCreate, StorePublic
 
@@ -34,8 +34,8 @@ async def get_merchant(
     responses=NOT_FOUND,
     summary="Create a store (admin with merchant_id; a merchant for itself)",
 )
-async def create_store(body: StoreCreate, principal: PrincipalDep, session: SessionDep) -> StorePublic:
-    return await service.create_store(session, principal, body)
+async def create_store(body: StoreCreate, principal: PrincipalDep, transaction: TransactionDep) -> StorePublic:
+    return await service.create_store(transaction, principal, body)
 
 
 @router.get("/stores/{store_id}", responses=NOT_FOUND, summary="Get a store")
@@ -45,9 +45,13 @@ async def get_store(
     return await service.get_store(session, principal, store_id)
 
 
-@router.get("/stores", summary="List stores, newest first")
+@router.get("/stores", responses=NOT_FOUND, summary="List stores, newest first (an admin names the merchant)")
 async def list_stores(
-    principal: PrincipalDep, session: SessionDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+    principal: PrincipalDep,
+    session: SessionDep,
+    merchant_id: MerchantQuery = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
 ) -> Page[StorePublic]:
-    rows = await service.list_stores(session, principal, decode_cursor(cursor, "sto"), limit)
+    rows = await service.list_stores(session, principal, merchant_id, decode_cursor(cursor, "sto"), limit)
     return page_of(rows, limit)

@@ -4,28 +4,34 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import Merchant, Store
-from ..tenancy import Scope
+from ..tenancy import Tenant
+
+TENANT_RESOLUTION = "/* tenant-resolution */"
 
 
 async def get_merchant(session: AsyncSession, merchant_id: str) -> Merchant | None:
-    return await session.get(Merchant, merchant_id)
+    """A merchant row is its own tenant."""
+    return (await session.execute(select(Merchant).where(Merchant.id == merchant_id))).scalar_one_or_none()
 
 
-async def get_store(session: AsyncSession, scope: Scope, store_id: str) -> Store | None:
-    query = select(Store).where(Store.id == store_id)
-    if scope.merchant_id is not None:
-        query = query.where(Store.merchant_id == scope.merchant_id)
-    if scope.store_id is not None:
-        query = query.where(Store.id == scope.store_id)
+async def merchant_of_store(session: AsyncSession, store_id: str) -> str | None:
+    """Tenant resolution (admins): who owns the store."""
+    query = select(Store.merchant_id).where(Store.id == store_id).prefix_with(TENANT_RESOLUTION)
+    merchant_id: str | None = (await session.execute(query)).scalar_one_or_none()
+    return merchant_id
+
+
+async def get_store(session: AsyncSession, tenant: Tenant, store_id: str) -> Store | None:
+    query = select(Store).where(Store.id == store_id, Store.merchant_id == tenant.merchant_id)
+    if tenant.store_id is not None:
+        query = query.where(Store.id == tenant.store_id)
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def list_stores(session: AsyncSession, scope: Scope, before_id: str | None, limit: int) -> list[Store]:
-    query = select(Store).order_by(Store.id.desc()).limit(limit + 1)
-    if scope.merchant_id is not None:
-        query = query.where(Store.merchant_id == scope.merchant_id)
-    if scope.store_id is not None:
-        query = query.where(Store.id == scope.store_id)
+async def list_stores(session: AsyncSession, tenant: Tenant, before_id: str | None, limit: int) -> list[Store]:
+    query = select(Store).where(Store.merchant_id == tenant.merchant_id).order_by(Store.id.desc()).limit(limit + 1)
+    if tenant.store_id is not None:
+        query = query.where(Store.id == tenant.store_id)
     if before_id is not None:
         query = query.where(Store.id < before_id)
     return list((await session.execute(query)).scalars())

@@ -3,13 +3,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import Principal
-from smartpos_shared.db import utcnow
+from smartpos_shared.db import Transaction, utcnow
 from smartpos_shared.errors import NotFound
 from smartpos_shared.ids import new_id
 
 from ..events import emit
 from ..models import Merchant, Store
-from ..tenancy import Scope, merchant_for_write
+from ..tenancy import merchant_for_write, own_tenant, tenant_for, tenant_for_list
 from . import repository
 from .schemas import MerchantCreate, MerchantPublic, StoreCreate, StorePublic
 
@@ -32,14 +32,17 @@ async def create_merchant(session: AsyncSession, body: MerchantCreate) -> Mercha
 
 
 async def get_merchant(session: AsyncSession, principal: Principal, merchant_id: str) -> MerchantPublic:
-    scope = Scope.of(principal)
+    own = own_tenant(principal)
+    if own is not None and own.merchant_id != merchant_id:
+        raise NotFound("merchant not found")
     merchant = await repository.get_merchant(session, merchant_id)
-    if merchant is None or (scope.merchant_id is not None and merchant.id != scope.merchant_id):
+    if merchant is None:
         raise NotFound("merchant not found")
     return merchant_public(merchant)
 
 
-async def create_store(session: AsyncSession, principal: Principal, body: StoreCreate) -> StorePublic:
+async def create_store(transaction: Transaction, principal: Principal, body: StoreCreate) -> StorePublic:
+    session = transaction.session
     merchant_id = merchant_for_write(principal, body.merchant_id)
     if await repository.get_merchant(session, merchant_id) is None:
         raise NotFound("merchant not found")
@@ -50,7 +53,7 @@ async def create_store(session: AsyncSession, principal: Principal, body: StoreC
     # Other services learn which merchant owns a store from this event (device-auth registers devices only for
     # a merchant's own stores; smarttab answers live views only to their owner).
     emit(
-        session,
+        transaction,
         "store.created",
         merchant_id=store.merchant_id,
         store_id=store.id,
@@ -62,13 +65,15 @@ async def create_store(session: AsyncSession, principal: Principal, body: StoreC
 
 
 async def get_store(session: AsyncSession, principal: Principal, store_id: str) -> StorePublic:
-    store = await repository.get_store(session, Scope.of(principal), store_id)
+    tenant = await tenant_for(principal, lambda: repository.merchant_of_store(session, store_id))
+    store = await repository.get_store(session, tenant, store_id)
     if store is None:
         raise NotFound("store not found")
     return store_public(store)
 
 
 async def list_stores(
-    session: AsyncSession, principal: Principal, before_id: str | None, limit: int
+    session: AsyncSession, principal: Principal, merchant_id: str | None, before_id: str | None, limit: int
 ) -> list[StorePublic]:
-    return [store_public(s) for s in await repository.list_stores(session, Scope.of(principal), before_id, limit)]
+    tenant = tenant_for_list(principal, merchant_id)
+    return [store_public(s) for s in await repository.list_stores(session, tenant, before_id, limit)]

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata, utcnow
 from smartpos_shared.events import OutboxMixin
+from smartpos_shared.states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, check_in
 
 
 class Base(ServiceBase):
@@ -64,7 +65,7 @@ class Product(Base):
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'completed', 'canceled')", name="status"),
+        CheckConstraint(check_in("status", OrderStatus), name="status"),
         CheckConstraint("total_amount >= 0", name="total_not_negative"),
         Index("ix_orders_merchant_id_id", "merchant_id", "id"),
         Index("ix_orders_merchant_id_store_id_id", "merchant_id", "store_id", "id"),
@@ -109,11 +110,13 @@ class OrderLine(Base):
 class Bill(Base):
     __tablename__ = "bills"
     __table_args__ = (
-        CheckConstraint("status IN ('unpaid', 'partially_paid', 'paid', 'void')", name="status"),
+        CheckConstraint(check_in("status", BillStatus), name="status"),
         CheckConstraint("paid_amount >= 0 AND paid_amount <= total_amount", name="paid_within_total"),
-        CheckConstraint("(status = 'paid') = (paid_at IS NOT NULL)", name="paid_at_iff_paid"),
+        CheckConstraint(f"(status = '{BillStatus.paid}') = (paid_at IS NOT NULL)", name="paid_at_iff_paid"),
         # One live bill per order; the database enforces it even if two requests race.
-        Index("uq_bills_live_order_id", "order_id", unique=True, postgresql_where=text("status <> 'void'")),
+        Index(
+            "uq_bills_live_order_id", "order_id", unique=True, postgresql_where=text(f"status <> '{BillStatus.void}'")
+        ),
         Index("ix_bills_merchant_id_id", "merchant_id", "id"),
     )
 
@@ -134,8 +137,8 @@ class Bill(Base):
 class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'succeeded', 'failed', 'canceled')", name="status"),
-        CheckConstraint("method IN ('card', 'qr', 'cash')", name="method"),
+        CheckConstraint(check_in("status", PaymentStatus), name="status"),
+        CheckConstraint(check_in("method", PaymentMethod), name="method"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_payments_bill_id_status", "bill_id", "status"),
         Index("ix_payments_merchant_id_id", "merchant_id", "id"),

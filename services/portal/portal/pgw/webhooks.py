@@ -14,21 +14,12 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from smartpos_shared.cache import VersionedCache
-from smartpos_shared.db import SessionDep
-from smartpos_shared.errors import DomainError, NotFound, problem, problem_schema
+from smartpos_shared.errors import DomainError, problem, problem_schema
 from smartpos_shared.schemas import RequestModel
 
-from ..bills import repository as bills
-from ..events import cache_of
-from ..models import ProcessedWebhook
-from ..orders import repository as orders
-from ..payments import repository as payments
-from ..payments import service as payment_service
-from ..settings import PortalSettings
+from ..checkout.service import GatewayEvent, WebhookOutcome, apply_gateway_event
+from ..context import SystemContextDep
 from .signature import BadSignature, verify
 
 log = structlog.get_logger("smartpos.pgw.webhook")
@@ -50,65 +41,6 @@ class WebhookEvent(RequestModel):
 
 class BadWebhook(DomainError):
     status, code, title = 400, "bad_webhook", "Bad webhook"
-
-
-class AmountMismatch(DomainError):
-    status, code, title = 422, "amount_mismatch", "Amount does not match the payment"
-
-
-async def _record(
-    session: AsyncSession,
-    event: WebhookEvent,
-    payment_id: str | None,
-    outcome: str,
-    detail: dict[str, Any] | None = None,
-) -> bool:
-    """Mark the event processed; False when a concurrent copy already did (it holds the unique key)."""
-    result = await session.execute(
-        insert(ProcessedWebhook)
-        .values(
-            event_id=event.id,
-            event_type=event.type,
-            pgw_reference=event.data.pgw_reference,
-            payment_id=payment_id,
-            outcome=outcome,
-            detail=detail,
-        )
-        .on_conflict_do_nothing()
-        .returning(ProcessedWebhook.event_id)
-    )
-    return result.first() is not None
-
-
-async def handle(
-    session: AsyncSession, cache: VersionedCache, event: WebhookEvent
-) -> tuple[str, dict[str, Any] | None]:
-    seen = await session.get(ProcessedWebhook, event.id)
-    if seen is not None:
-        return ("duplicate", None)  # documented: an event id seen before is 200 and changes nothing
-    found = await payments.find_by_reference(session, event.data.pgw_reference)
-    if found is None:
-        raise NotFound("no payment has this pgw_reference", code="unknown_pgw_reference")
-    order = await orders.lock_order(session, payment_service.ALL, found.order_id)
-    assert order is not None
-    bill = await bills.lock_bill(session, found.bill_id)
-    payment = await payments.lock_payment(session, found.id)
-    if payment.status != "pending":
-        outcome = f"ignored_payment_{payment.status}"
-        return (outcome if await _record(session, event, payment.id, outcome) else "duplicate", None)
-    if event.type == "payment.succeeded" and event.data.amount != payment.amount:
-        detail = {"expected_amount": payment.amount, "received_amount": event.data.amount}
-        if not await _record(session, event, payment.id, "amount_mismatch", detail):
-            return ("duplicate", None)
-        log.error("pgw_amount_mismatch", payment_id=payment.id, event_id=event.id, **detail)
-        return ("amount_mismatch", detail)
-    if not await _record(session, event, payment.id, event.type):
-        return ("duplicate", None)
-    if event.type == "payment.succeeded":
-        await payment_service.succeed(session, cache, order, bill, payment)
-    else:
-        await payment_service.fail(session, payment, "declined_by_gateway")
-    return (event.type, None)
 
 
 @router.post(
@@ -136,15 +68,15 @@ async def handle(
         422: problem_schema("The amount does not match the payment: recorded, the payment is not marked paid"),
     },
 )
-async def receive_webhook(request: Request, session: SessionDep) -> JSONResponse:
-    settings: PortalSettings = request.app.state.settings
+async def receive_webhook(request: Request, ctx: SystemContextDep) -> JSONResponse:
+    settings = ctx.services.settings
     raw = await request.body()
     try:
         verify(
             request.headers.get("pgw-signature"),
             raw,
             settings.pgw_webhook_secret,
-            now=float(request.app.state.clock()),
+            now=ctx.services.clock(),
             tolerance=settings.webhook_tolerance_seconds,
         )
     except BadSignature as exc:
@@ -154,14 +86,18 @@ async def receive_webhook(request: Request, session: SessionDep) -> JSONResponse
         event = WebhookEvent.model_validate(json.loads(raw))
     except (ValueError, ValidationError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise BadWebhook("the body is not a valid gateway event", code="malformed_event") from None
-    outcome, detail = await handle(session, cache_of(request), event)
-    if outcome == "amount_mismatch":
-        # Recorded in this transaction (which commits): the answer is an error, the record stays.
+    result = await apply_gateway_event(
+        ctx, GatewayEvent(event.id, event.type, event.data.pgw_reference, event.data.amount)
+    )
+    if result.outcome is WebhookOutcome.amount_mismatch:
+        # Recorded (committed): the answer is an error, the record stays for review.
+        log.error("pgw_amount_mismatch", event_id=event.id, **(result.detail or {}))
+        detail: dict[str, Any] = dict(result.detail or {})
         return problem(
             422,
             "amount_mismatch",
             "Amount does not match the payment",
             "the event's amount differs from the payment's; the payment was not marked paid",
-            **(detail or {}),
+            **detail,
         )
-    return JSONResponse({"received": True, "outcome": outcome})
+    return JSONResponse({"received": True, "outcome": result.label})

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata, utcnow
 from smartpos_shared.projector import DeadLetterMixin
+from smartpos_shared.states import OrderStatus
 
 
 class Base(ServiceBase):
@@ -24,7 +25,12 @@ class LiveOrder(Base):
 
     __tablename__ = "live_orders"
     __table_args__ = (
-        Index("ix_live_orders_store_open", "merchant_id", "store_id", postgresql_where=text("status = 'open'")),
+        Index(
+            "ix_live_orders_store_open",
+            "merchant_id",
+            "store_id",
+            postgresql_where=text(f"status = '{OrderStatus.open}'"),
+        ),
         Index("ix_live_orders_store_created_at", "merchant_id", "store_id", "created_at"),
     )
 

@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.db import utcnow
+from smartpos_shared.states import OrderStatus
 
 from ..models import LiveOrder, LiveStore
 
@@ -45,7 +46,9 @@ async def store_owner(session: AsyncSession, store_id: str) -> str | None:
 async def open_orders(session: AsyncSession, merchant_id: str, store_id: str, limit: int) -> list[dict[str, Any]]:
     query = (
         select(LiveOrder.order)
-        .where(LiveOrder.merchant_id == merchant_id, LiveOrder.store_id == store_id, LiveOrder.status == "open")
+        .where(
+            LiveOrder.merchant_id == merchant_id, LiveOrder.store_id == store_id, LiveOrder.status == OrderStatus.open
+        )
         .order_by(LiveOrder.created_at.desc())
         .limit(limit)
     )
@@ -53,7 +56,7 @@ async def open_orders(session: AsyncSession, merchant_id: str, store_id: str, li
 
 
 async def totals_since(session: AsyncSession, merchant_id: str, store_id: str, since: datetime) -> tuple[int, int, int]:
-    completed_today = (LiveOrder.status == "completed") & (LiveOrder.completed_at >= since)
+    completed_today = (LiveOrder.status == OrderStatus.completed) & (LiveOrder.completed_at >= since)
     query = select(
         func.count().filter(LiveOrder.created_at >= since),
         func.count().filter(completed_today),

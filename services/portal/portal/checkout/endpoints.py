@@ -1,0 +1,119 @@
+"""HTTP for orders, bills and payments: parse, call the use case, answer with the representation it built."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, status
+from fastapi.responses import Response
+
+from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, encode_cursor
+
+from ..context import ContextDep
+from ..errors import COMMON_ERRORS, CONFLICT, NOT_FOUND
+from ..idempotency import IdempotencyKeyHeader, idempotent
+from ..schemas import ULID
+from . import service
+from .model import dumps
+from .schemas import BillCreate, BillPublic, OrderCreate, OrderPublic, OrderStatusUpdate, PaymentCreate, PaymentPublic
+from .states import OrderStatus
+
+orders = APIRouter(prefix="/orders", tags=["orders"], responses=COMMON_ERRORS)
+bills = APIRouter(prefix="/bills", tags=["bills"], responses=COMMON_ERRORS)
+payments = APIRouter(prefix="/payments", tags=["payments"], responses=COMMON_ERRORS)
+
+OrderIdPath = Annotated[str, Path(pattern=rf"^ord_{ULID}$")]
+JSON = "application/json"
+
+
+def _json(body: bytes, status_code: int = 200) -> Response:
+    return Response(body, status_code=status_code, media_type=JSON)
+
+
+@orders.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Ring up an order (device: its store; merchant: any of its stores), priced from the catalog",
+)
+async def create_order(
+    request: Request, body: OrderCreate, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    return await idempotent(ctx, request, idempotency_key, body, lambda claim: service.create_order(ctx, body, claim))
+
+
+@orders.get(
+    "/{order_id}",
+    response_model=OrderPublic,
+    responses=NOT_FOUND,
+    summary="Get an order (served from the cache when possible)",
+)
+async def get_order(order_id: OrderIdPath, ctx: ContextDep) -> Response:
+    return _json(await service.get_order(ctx, order_id))
+
+
+@orders.get(
+    "",
+    response_model=Page[OrderPublic],
+    responses=NOT_FOUND,
+    summary="List orders, newest first (an admin names the merchant)",
+)
+async def list_orders(
+    ctx: ContextDep,
+    merchant_id: Annotated[str | None, Query(pattern=rf"^mer_{ULID}$", description="admins: whose orders")] = None,
+    store_id: Annotated[str | None, Query(pattern=rf"^sto_{ULID}$")] = None,
+    status_filter: Annotated[OrderStatus | None, Query(alias="status")] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Response:
+    rows = await service.list_orders(ctx, merchant_id, store_id, status_filter, decode_cursor(cursor, "ord"), limit)
+    items = rows[:limit]
+    next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit and items else None
+    return _json(dumps({"items": items, "next_cursor": next_cursor}))
+
+
+@orders.patch(
+    "/{order_id}",
+    response_model=OrderPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Complete or cancel an open order (terminal states never change: 409)",
+)
+async def update_order(order_id: OrderIdPath, body: OrderStatusUpdate, ctx: ContextDep) -> Response:
+    return _json(await service.update_order_status(ctx, order_id, body.status))
+
+
+@bills.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BillPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Bill an open order (one live bill per order)",
+)
+async def create_bill(
+    request: Request, body: BillCreate, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    return await idempotent(ctx, request, idempotency_key, body, lambda claim: service.create_bill(ctx, body, claim))
+
+
+@bills.get("/{bill_id}", response_model=BillPublic, responses=NOT_FOUND, summary="Get a bill")
+async def get_bill(bill_id: Annotated[str, Path(pattern=rf"^bil_{ULID}$")], ctx: ContextDep) -> Response:
+    return _json(await service.get_bill(ctx, bill_id))
+
+
+@payments.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PaymentPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Take a payment on a bill: cash succeeds at once; card and qr are pending until the gateway confirms",
+)
+async def create_payment(
+    request: Request, body: PaymentCreate, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    return await idempotent(ctx, request, idempotency_key, body, lambda claim: service.create_payment(ctx, body, claim))
+
+
+@payments.get("/{payment_id}", response_model=PaymentPublic, responses=NOT_FOUND, summary="Get a payment")
+async def get_payment(payment_id: Annotated[str, Path(pattern=rf"^pay_{ULID}$")], ctx: ContextDep) -> Response:
+    return _json(await service.get_payment(ctx, payment_id))

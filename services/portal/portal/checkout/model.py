@@ -1,0 +1,355 @@
+"""The checkout aggregate: an order, its lines, its live bill and that bill's payments, changed only through the
+transition methods below. Each transition checks its rule, changes the rows in memory, and records the events
+it caused (with the resource's REST representation, serialized once and reused for the response, the event and
+the cache). The repository persists the changed rows and the events in one statement; it takes the aggregate's
+lock (the order row) before loading it, so transitions see the committed state and race with nobody.
+
+Amounts are integers in the currency's minor unit. `version` increments on every change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from . import errors
+from .states import PAYABLE_BILL, BillStatus, OrderStatus, PaymentMethod, PaymentStatus
+
+JSON_OPTIONS = orjson.OPT_UTC_Z
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=JSON_OPTIONS)
+
+
+@dataclass(slots=True)
+class Line:
+    line_no: int
+    product_id: str
+    name: str
+    quantity: int
+    unit_price: int
+
+    @property
+    def line_total(self) -> int:
+        return self.unit_price * self.quantity
+
+
+@dataclass(slots=True, eq=False)  # identity: the aggregate tracks these objects
+class Order:
+    id: str
+    merchant_id: str
+    store_id: str
+    status: OrderStatus
+    total_amount: int
+    currency: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    canceled_at: datetime | None
+    item_count: int
+    lines: list[Line]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "merchant_id": self.merchant_id,
+            "store_id": self.store_id,
+            "status": self.status,
+            "items": [
+                {
+                    "product_id": line.product_id,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "line_total": line.line_total,
+                }
+                for line in self.lines
+            ],
+            "item_count": self.item_count,
+            "total_amount": self.total_amount,
+            "currency": self.currency,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "completed_at": self.completed_at,
+            "canceled_at": self.canceled_at,
+        }
+
+
+@dataclass(slots=True, eq=False)  # identity: the aggregate tracks these objects
+class Bill:
+    id: str
+    merchant_id: str
+    store_id: str
+    order_id: str
+    status: BillStatus
+    total_amount: int
+    paid_amount: int
+    currency: str
+    paid_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "order_id": self.order_id,
+            "merchant_id": self.merchant_id,
+            "store_id": self.store_id,
+            "status": self.status,
+            "total_amount": self.total_amount,
+            "paid_amount": self.paid_amount,
+            "currency": self.currency,
+            "paid_at": self.paid_at,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(slots=True, eq=False)  # identity: the aggregate tracks these objects
+class Payment:
+    id: str
+    merchant_id: str
+    store_id: str
+    bill_id: str
+    order_id: str
+    amount: int
+    currency: str
+    method: PaymentMethod
+    status: PaymentStatus
+    pgw_reference: str | None
+    failure_reason: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "bill_id": self.bill_id,
+            "order_id": self.order_id,
+            "merchant_id": self.merchant_id,
+            "store_id": self.store_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "method": self.method,
+            "status": self.status,
+            "pgw_reference": self.pgw_reference,
+            "failure_reason": self.failure_reason,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+Resource = Order | Bill | Payment
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event to record in the outbox: its type and the resource's representation at that moment."""
+
+    type: str
+    subject: str
+    version: int
+    store_id: str
+    data: bytes
+
+
+def snapshot(event_type: str, resource: Resource) -> Event:
+    return Event(event_type, resource.id, resource.version, resource.store_id, dumps(resource.body()))
+
+
+@dataclass(slots=True)
+class Checkout:
+    """One order's aggregate as loaded under its lock (or just created), with what changed since."""
+
+    order: Order
+    bill: Bill | None = None
+    payments: list[Payment] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    # Rows to insert, and rows to update with the version they had when loaded (the update checks it).
+    inserted: list[Resource] = field(default_factory=list)
+    updated: dict[str, tuple[Resource, int]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def ring_up(
+        cls, order_id: str, merchant_id: str, store_id: str, currency: str, lines: list[Line], now: datetime
+    ) -> Checkout:
+        order = Order(
+            id=order_id,
+            merchant_id=merchant_id,
+            store_id=store_id,
+            status=OrderStatus.open,
+            total_amount=sum(line.line_total for line in lines),
+            currency=currency,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            completed_at=None,
+            canceled_at=None,
+            item_count=sum(line.quantity for line in lines),
+            lines=lines,
+        )
+        checkout = cls(order)
+        checkout.inserted.append(order)
+        checkout._record("order.created", order)
+        return checkout
+
+    # ------------------------------------------------------------------ transitions
+
+    def bill_order(self, bill_id: str, now: datetime) -> Bill:
+        """Open order, no live bill, something to pay → an unpaid bill for the order's total."""
+        order = self.order
+        if order.status is not OrderStatus.open:
+            raise errors.OrderNotOpen(f"the order is {order.status}; only open orders are billed")
+        if self.bill is not None:
+            raise errors.BillExists()
+        if order.total_amount == 0:
+            raise errors.NothingToBill()
+        bill = Bill(
+            id=bill_id,
+            merchant_id=order.merchant_id,
+            store_id=order.store_id,
+            order_id=order.id,
+            status=BillStatus.unpaid,
+            total_amount=order.total_amount,
+            paid_amount=0,
+            currency=order.currency,
+            paid_at=None,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        self.bill = bill
+        self.inserted.append(bill)
+        self._record("bill.created", bill)
+        return bill
+
+    def remaining_amount(self) -> int:
+        """What may still be asked for: the total less succeeded and pending payments."""
+        assert self.bill is not None
+        pending = sum(p.amount for p in self.payments if p.status is PaymentStatus.pending)
+        return self.bill.total_amount - self.bill.paid_amount - pending
+
+    def take_payment(
+        self, payment_id: str, amount: int, method: PaymentMethod, pgw_reference: str | None, now: datetime
+    ) -> Payment:
+        """A payment on a payable bill of an open order, never above what remains. Cash succeeds at once; card
+        and qr stay pending until the gateway answers."""
+        bill = self.bill
+        assert bill is not None, "load the checkout by its bill"
+        if bill.status not in PAYABLE_BILL or self.order.status is not OrderStatus.open:
+            state = (
+                f"bill is {bill.status}" if self.order.status is OrderStatus.open else f"order is {self.order.status}"
+            )
+            raise errors.BillNotPayable(f"the {state}; it takes no more payments")
+        remaining = self.remaining_amount()
+        if amount > remaining:
+            raise errors.AmountExceedsRemaining(remaining)
+        payment = Payment(
+            id=payment_id,
+            merchant_id=bill.merchant_id,
+            store_id=bill.store_id,
+            bill_id=bill.id,
+            order_id=bill.order_id,
+            amount=amount,
+            currency=bill.currency,
+            method=method,
+            status=PaymentStatus.pending,
+            pgw_reference=pgw_reference,
+            failure_reason=None,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        self.payments.append(payment)
+        self.inserted.append(payment)
+        self._record("payment.created", payment)
+        if method is PaymentMethod.cash:
+            self.succeed(payment, now)
+        return payment
+
+    def succeed(self, payment: Payment, now: datetime) -> None:
+        """pending → succeeded; the bill counts it, and the order completes when the bill is paid."""
+        bill = self.bill
+        assert bill is not None and payment.status is PaymentStatus.pending
+        self._change(payment, now)
+        payment.status = PaymentStatus.succeeded
+        self._record("payment.succeeded", payment)
+        self._change(bill, now)
+        bill.paid_amount += payment.amount
+        if bill.paid_amount == bill.total_amount:
+            bill.status, bill.paid_at = BillStatus.paid, now
+            self._record("bill.paid", bill)
+            if self.order.status is OrderStatus.open:
+                self._complete(now)
+        else:
+            bill.status = BillStatus.partially_paid
+            self._record("bill.updated", bill)
+
+    def fail(self, payment: Payment, reason: str, now: datetime) -> None:
+        assert payment.status is PaymentStatus.pending
+        self._change(payment, now)
+        payment.status, payment.failure_reason = PaymentStatus.failed, reason
+        self._record("payment.failed", payment)
+
+    def complete_by_hand(self, now: datetime) -> None:
+        """Settled outside the platform: an untouched bill is no longer collectable, a partly paid one takes no
+        more payments (the order is no longer open)."""
+        self._check_can_close()
+        if self.bill is not None and self.bill.status is BillStatus.unpaid:
+            self._void_bill(now)
+        self._complete(now)
+
+    def cancel(self, now: datetime) -> None:
+        self._check_can_close()
+        if self.bill is not None and self.bill.paid_amount > 0:
+            raise errors.BillHasPayments()
+        if self.bill is not None:
+            self._void_bill(now)
+        self._change(self.order, now)
+        self.order.status, self.order.canceled_at = OrderStatus.canceled, now
+        self._record("order.updated", self.order)
+
+    # ------------------------------------------------------------------ helpers
+
+    def payment(self, payment_id: str) -> Payment:
+        return next(p for p in self.payments if p.id == payment_id)
+
+    def _check_can_close(self) -> None:
+        if self.order.status is not OrderStatus.open:
+            raise errors.OrderNotOpen(f"the order is {self.order.status}; it can no longer change")
+        if any(p.status is PaymentStatus.pending for p in self.payments):
+            raise errors.PaymentsPending()
+
+    def _complete(self, now: datetime) -> None:
+        self._change(self.order, now)
+        self.order.status, self.order.completed_at = OrderStatus.completed, now
+        self._record("order.updated", self.order)
+
+    def _void_bill(self, now: datetime) -> None:
+        assert self.bill is not None
+        self._change(self.bill, now)
+        self.bill.status = BillStatus.void
+        self._record("bill.voided", self.bill)
+
+    def _change(self, resource: Resource, now: datetime) -> None:
+        """Bump a row's version once per transition; remember the version it was loaded with (new rows are
+        inserted as they end up, so they are not tracked as updates)."""
+        if not any(row is resource for row in self.inserted) and resource.id not in self.updated:
+            self.updated[resource.id] = (resource, resource.version)
+        resource.version += 1
+        resource.updated_at = now
+
+    def _record(self, event_type: str, resource: Resource) -> None:
+        self.events.append(snapshot(event_type, resource))

@@ -1,0 +1,94 @@
+"""Request and response models of orders, bills and payments. The responses document the representations the
+aggregate builds (model.py `body()`); the OpenAPI test and the schema fuzzer keep the two in step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from smartpos_shared.schemas import RequestModel
+
+from ..schemas import Amount, BillId, OrderId, ProductId, StoreId
+from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus
+
+
+class OrderItemCreate(RequestModel):
+    product_id: ProductId
+    quantity: int = Field(strict=True, ge=1, le=10_000)
+
+
+class OrderCreate(RequestModel):
+    store_id: StoreId | None = Field(default=None, description="optional for a device token (its own store)")
+    items: list[OrderItemCreate] = Field(min_length=1, max_length=100)
+
+
+class OrderItemPublic(BaseModel):
+    product_id: str
+    name: str
+    quantity: int
+    unit_price: int
+    line_total: int
+
+
+class OrderPublic(BaseModel):
+    id: str
+    merchant_id: str
+    store_id: str
+    status: OrderStatus
+    items: list[OrderItemPublic]
+    item_count: int
+    total_amount: int
+    currency: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    canceled_at: datetime | None
+
+
+class OrderStatusUpdate(RequestModel):
+    status: Literal[OrderStatus.completed, OrderStatus.canceled]
+
+
+class BillCreate(RequestModel):
+    order_id: OrderId
+
+
+class BillPublic(BaseModel):
+    id: str
+    order_id: str
+    merchant_id: str
+    store_id: str
+    status: BillStatus
+    total_amount: int
+    paid_amount: int
+    currency: str
+    paid_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentCreate(RequestModel):
+    bill_id: BillId
+    amount: Amount
+    method: PaymentMethod
+
+
+class PaymentPublic(BaseModel):
+    id: str
+    bill_id: str
+    order_id: str
+    merchant_id: str
+    store_id: str
+    amount: int
+    currency: str
+    method: PaymentMethod
+    status: PaymentStatus
+    pgw_reference: str | None
+    failure_reason: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime

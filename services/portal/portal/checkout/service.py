@@ -1,0 +1,318 @@
+"""The checkout's use cases: each resolves the tenant, takes the aggregate under its lock, applies one
+transition, and saves rows, events and records in one statement. Endpoints, the gateway webhook (and later
+offline sync and the overnight run) are thin callers of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from smartpos_shared.auth import Principal, Role
+from smartpos_shared.cache import CachedResource
+from smartpos_shared.db import AfterCommit
+from smartpos_shared.errors import Forbidden, NotFound, Unprocessable
+from smartpos_shared.ids import new_id
+
+from ..context import RequestContext
+from ..idempotency import Claim, Reply
+from ..pgw.gateway import Charge, new_reference
+from ..tenancy import Tenant, own_tenant, tenant_for, tenant_for_list
+from . import errors, repository
+from .model import Bill, Checkout, Line, Order, Resource, dumps
+from .repository import CheckoutRepository, WebhookRecord
+from .schemas import BillCreate, OrderCreate, PaymentCreate
+from .states import OrderStatus, PaymentMethod, PaymentStatus
+
+ORDER, BILL = "order", "bill"  # cache kinds: `order:{id}`, `bill:{id}`
+
+
+def _principal(ctx: RequestContext) -> Principal:
+    assert ctx.principal is not None, "an authenticated endpoint"
+    return ctx.principal
+
+
+def _resolver(ctx: RequestContext, query: str, resource_id: str) -> Any:
+    return lambda: repository.resolve_merchant(ctx.db, query, resource_id)
+
+
+def _latest(checkout: Checkout, resource: Resource) -> bytes:
+    """The representation of `resource` as the transitions left it (the data of its last event)."""
+    for event in reversed(checkout.events):
+        if event.subject == resource.id:
+            return event.data
+    return dumps(resource.body())
+
+
+def _cache_after_commit(ctx: RequestContext, checkout: Checkout) -> None:
+    """New orders and bills are cached at once; changed ones are dropped (and can never be written back stale)."""
+    cache = ctx.cache
+
+    def put(kind: str, resource: Order | Bill) -> AfterCommit:
+        entry = CachedResource(resource.version, resource.merchant_id, resource.store_id, _latest(checkout, resource))
+
+        async def action() -> None:
+            await cache.put(kind, resource.id, entry)
+
+        return action
+
+    def drop(kind: str, resource: Order | Bill) -> AfterCommit:
+        resource_id, version = resource.id, resource.version
+
+        async def action() -> None:
+            await cache.invalidate(kind, resource_id, version)
+
+        return action
+
+    for resource in checkout.inserted:
+        if isinstance(resource, Order | Bill):
+            ctx.after_commit(put(ORDER if isinstance(resource, Order) else BILL, resource))
+    for resource, _ in checkout.updated.values():
+        if isinstance(resource, Order | Bill):
+            ctx.after_commit(drop(ORDER if isinstance(resource, Order) else BILL, resource))
+
+
+# ---------------------------------------------------------------------- orders
+
+
+def _store_for_new_order(principal: Principal, requested: str | None) -> str:
+    if principal.role is Role.device:
+        assert principal.store_id is not None
+        if requested is not None and requested != principal.store_id:
+            raise Forbidden("a device creates orders for its own store only", code="store_not_allowed")
+        return principal.store_id
+    if requested is None:
+        raise Unprocessable("store_id is required", code="store_id_required")
+    return requested
+
+
+async def create_order(ctx: RequestContext, body: OrderCreate, claim: Claim | None) -> Reply:
+    """Ring up an order priced from the catalog: one read (store, currency, products) and one write."""
+    principal = _principal(ctx)
+    store_id = _store_for_new_order(principal, body.store_id)
+    tenant = await tenant_for(principal, _resolver(ctx, repository.RESOLVE_STORE, store_id))
+    repo = CheckoutRepository(ctx.db, tenant)
+    catalog = await repo.store_catalog(store_id, sorted({item.product_id for item in body.items}))
+    if catalog is None:
+        raise NotFound("store not found")
+    unknown = sorted({item.product_id for item in body.items} - catalog.products.keys())
+    if unknown:
+        raise errors.UnknownProducts(unknown)
+    lines = []
+    for line_no, item in enumerate(body.items, start=1):
+        name, unit_price = catalog.products[item.product_id]
+        lines.append(Line(line_no, item.product_id, name, item.quantity, unit_price))
+    now = ctx.now()
+    checkout = Checkout.ring_up(new_id("ord"), tenant.merchant_id, store_id, catalog.currency, lines, now)
+    data = _latest(checkout, checkout.order)
+    await repo.save(
+        checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
+    )
+    _cache_after_commit(ctx, checkout)
+    await ctx.committed()  # one statement: durable without BEGIN/COMMIT
+    return Reply(201, data)
+
+
+async def get_order(ctx: RequestContext, order_id: str) -> bytes:
+    """Served from the cache after the same tenant check as a database read."""
+    principal = _principal(ctx)
+    own = own_tenant(principal)
+    hit = await ctx.cache.get(ORDER, order_id)
+    if hit is not None:
+        if own is not None and (
+            hit.merchant_id != own.merchant_id or (own.store_id is not None and hit.store_id != own.store_id)
+        ):
+            raise NotFound("order not found")  # the answer the database would give
+        return hit.body
+    tenant = await tenant_for(principal, _resolver(ctx, repository.RESOLVE_ORDER, order_id))
+    order = await CheckoutRepository(ctx.db, tenant).get_order(order_id)
+    if order is None:
+        raise NotFound("order not found")
+    data = dumps(order.body())
+    await ctx.cache.put(ORDER, order.id, CachedResource(order.version, order.merchant_id, order.store_id, data))
+    return data
+
+
+async def list_orders(
+    ctx: RequestContext,
+    merchant_id: str | None,
+    store_id: str | None,
+    status: OrderStatus | None,
+    before_id: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    tenant = tenant_for_list(_principal(ctx), merchant_id)
+    orders = await CheckoutRepository(ctx.db, tenant).list_orders(store_id, status, before_id, limit)
+    return [order.body() for order in orders]
+
+
+async def update_order_status(ctx: RequestContext, order_id: str, status: OrderStatus) -> bytes:
+    """Complete (settled outside the platform) or cancel an open order."""
+    tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_ORDER, order_id))
+    repo = CheckoutRepository(ctx.db, tenant)
+    async with ctx.transaction():
+        checkout = await repo.lock_by_order(order_id)
+        if checkout is None:
+            raise NotFound("order not found")
+        now = ctx.now()
+        if status is OrderStatus.canceled:
+            checkout.cancel(now)
+        else:
+            checkout.complete_by_hand(now)
+        await repo.save(checkout, now, notify=ctx.notify_at_commit)
+        _cache_after_commit(ctx, checkout)
+    return _latest(checkout, checkout.order)
+
+
+# ---------------------------------------------------------------------- bills
+
+
+async def create_bill(ctx: RequestContext, body: BillCreate, claim: Claim | None) -> Reply:
+    tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_ORDER, body.order_id))
+    repo = CheckoutRepository(ctx.db, tenant)
+    async with ctx.transaction():
+        checkout = await repo.lock_by_order(body.order_id)
+        if checkout is None:
+            raise NotFound("order not found")
+        now = ctx.now()
+        bill = checkout.bill_order(new_id("bil"), now)
+        data = _latest(checkout, bill)
+        await repo.save(
+            checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
+        )
+        _cache_after_commit(ctx, checkout)
+    return Reply(201, data)
+
+
+async def get_bill(ctx: RequestContext, bill_id: str) -> bytes:
+    principal = _principal(ctx)
+    own = own_tenant(principal)
+    hit = await ctx.cache.get(BILL, bill_id)
+    if hit is not None:
+        if own is not None and (
+            hit.merchant_id != own.merchant_id or (own.store_id is not None and hit.store_id != own.store_id)
+        ):
+            raise NotFound("bill not found")
+        return hit.body
+    tenant = await tenant_for(principal, _resolver(ctx, repository.RESOLVE_BILL, bill_id))
+    bill = await CheckoutRepository(ctx.db, tenant).get_bill(bill_id)
+    if bill is None:
+        raise NotFound("bill not found")
+    data = dumps(bill.body())
+    await ctx.cache.put(BILL, bill.id, CachedResource(bill.version, bill.merchant_id, bill.store_id, data))
+    return data
+
+
+# ---------------------------------------------------------------------- payments
+
+
+async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim | None) -> Reply:
+    """Cash succeeds at once; card and qr are sent to the gateway after the commit and stay pending."""
+    tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_BILL, body.bill_id))
+    repo = CheckoutRepository(ctx.db, tenant)
+    async with ctx.transaction():
+        checkout = await repo.lock_by_bill(body.bill_id)
+        if checkout is None:
+            raise NotFound("bill not found")
+        now = ctx.now()
+        reference = None if body.method is PaymentMethod.cash else new_reference()
+        payment = checkout.take_payment(new_id("pay"), body.amount, body.method, reference, now)
+        data = _latest(checkout, payment)
+        await repo.save(
+            checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
+        )
+        _cache_after_commit(ctx, checkout)
+        if reference is not None:
+            charge = Charge(reference, payment.amount, payment.currency, payment.method)
+            gateway = ctx.gateway
+            ctx.after_commit(lambda: gateway.charge(charge))  # the gateway never hears of a payment we lost
+    return Reply(201, data)
+
+
+async def get_payment(ctx: RequestContext, payment_id: str) -> bytes:
+    tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_PAYMENT, payment_id))
+    payment = await CheckoutRepository(ctx.db, tenant).get_payment(payment_id)
+    if payment is None:
+        raise NotFound("payment not found")
+    return dumps(payment.body())
+
+
+# ---------------------------------------------------------------------- the gateway
+
+
+class WebhookOutcome(StrEnum):
+    applied = "applied"
+    duplicate = "duplicate"
+    ignored = "ignored"
+    amount_mismatch = "amount_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResult:
+    outcome: WebhookOutcome
+    label: str  # what the webhook's answer and the processed_webhooks row say
+    detail: dict[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEvent:
+    id: str
+    type: str  # payment.succeeded | payment.failed
+    pgw_reference: str
+    amount: int
+
+
+async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> GatewayResult:
+    """The gateway says a payment succeeded or failed. The tenant comes from the payment it names; from there
+    the work is scoped like any other. Each event id is applied once; an amount that differs from the payment
+    is recorded and never pays; events for a payment that is no longer pending change nothing."""
+    found = await repository.resolve_reference(ctx.db, event.pgw_reference, event.id)
+    if found is None:
+        raise NotFound("no payment has this pgw_reference", code="unknown_pgw_reference")
+    if found["seen"]:
+        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
+    repo = CheckoutRepository(ctx.db, Tenant(found["merchant_id"]))
+    async with ctx.transaction():
+        checkout = await repo.lock_by_order(found["order_id"])
+        assert checkout is not None, "a payment's order exists under the payment's merchant"
+        payment = checkout.payment(found["id"])
+        now = ctx.now()
+
+        def record(outcome: str, detail: dict[str, int] | None = None) -> WebhookRecord:
+            return WebhookRecord(
+                event.id, event.type, event.pgw_reference, payment.id, outcome, dumps(detail) if detail else None
+            )
+
+        if payment.status is not PaymentStatus.pending:
+            label = f"ignored_payment_{payment.status}"
+            if not await repo.record_webhook_only(record(label), now):
+                return GatewayResult(WebhookOutcome.duplicate, "duplicate")  # a concurrent copy was first
+            return GatewayResult(WebhookOutcome.ignored, label)
+        if event.type == "payment.succeeded" and event.amount != payment.amount:
+            detail = {"expected_amount": payment.amount, "received_amount": event.amount}
+            if not await repo.record_webhook_only(record(WebhookOutcome.amount_mismatch, detail), now):
+                return GatewayResult(WebhookOutcome.duplicate, "duplicate")
+            return GatewayResult(WebhookOutcome.amount_mismatch, WebhookOutcome.amount_mismatch, detail)
+        if event.type == "payment.succeeded":
+            checkout.succeed(payment, now)
+        else:
+            checkout.fail(payment, "declined_by_gateway", now)
+        await repo.save(checkout, now, webhook=record(event.type), notify=ctx.notify_at_commit)
+        _cache_after_commit(ctx, checkout)
+    return GatewayResult(WebhookOutcome.applied, event.type)
+
+
+__all__ = [
+    "GatewayEvent",
+    "GatewayResult",
+    "WebhookOutcome",
+    "apply_gateway_event",
+    "create_bill",
+    "create_order",
+    "create_payment",
+    "get_bill",
+    "get_order",
+    "get_payment",
+    "list_orders",
+    "update_order_status",
+]

@@ -1,0 +1,12 @@
+"""The checkout's statuses (defined once, in the shared vocabulary of the API and the events)."""
+
+from smartpos_shared.states import (
+    PAYABLE_BILL,
+    BillStatus,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+    check_in,
+)
+
+__all__ = ["PAYABLE_BILL", "BillStatus", "OrderStatus", "PaymentMethod", "PaymentStatus", "check_in"]

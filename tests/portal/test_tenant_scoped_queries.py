@@ -1,0 +1,118 @@
+"""Every query the portal sends for a tenant is bound to a merchant.
+
+Records each statement the portal sends (asyncpg and SQLAlchemy) while merchants, devices, an admin and the
+gateway exercise every checkout, catalog and store endpoint, and checks each statement that reads or changes a
+tenant-owned table: it must name `merchant_id` (a column written, or a condition), unless it is a tenant
+resolution (marked, returning only the owner) that the work then continues scoped to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from tests.portal.helpers import bill, pay, ring_up, webhook
+from tests.support.portal_fixtures import MakeTenant, bearer
+
+TENANT_TABLES = ("orders", "order_lines", "bills", "payments", "products", "stores")
+_TOUCHES = re.compile(rf"\b(?:from|join|update|into)\s+(?:{'|'.join(TENANT_TABLES)})\b", re.I)
+_RESOLUTION = "/* tenant-resolution */"
+
+
+_CONDITION = re.compile(r"merchant_id\s*(?:=|\bIN\b)", re.I)
+_INSERT = re.compile(rf"\bINSERT\s+INTO\s+(?:{'|'.join(TENANT_TABLES)})\s*\([^)]*\bmerchant_id\b", re.I)
+# The checkout's save statement is several data-modifying CTEs (`w0 AS (...)`): each is checked on its own.
+_PARTS = re.compile(r"(?=\bw\d+ AS \()|\n(?=SELECT\s)")
+
+
+def unscoped(sql: str) -> bool:
+    """True for a statement with a part that touches a tenant table without a merchant condition (or, for an
+    insert, without writing the merchant)."""
+    if _RESOLUTION in sql:
+        return False
+    return any(
+        _TOUCHES.search(part) and not (_CONDITION.search(part) or _INSERT.search(part)) for part in _PARTS.split(sql)
+    )
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def record(self, sql: str) -> None:
+        self.statements.append(sql)
+
+
+@pytest.fixture
+async def recorded(portal_app: FastAPI) -> AsyncIterator[Recorder]:
+    recorder = Recorder()
+    services = portal_app.state.services
+    portal_app.state.services = dataclasses.replace(services, statements=recorder)
+
+    def on_execute(conn: object, cursor: object, statement: str, *args: object) -> None:
+        recorder.record(statement)
+
+    engine = portal_app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield recorder
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        portal_app.state.services = services
+
+
+def test_the_check_flags_an_unscoped_query() -> None:
+    assert unscoped("SELECT id FROM orders WHERE id = $1")
+    assert unscoped("UPDATE bills SET status = $1 WHERE id = $2")
+    assert not unscoped("SELECT id FROM orders WHERE id = $1 AND merchant_id = $2")
+    assert not unscoped(f"SELECT merchant_id FROM orders WHERE id = $1 {_RESOLUTION}")
+    assert not unscoped("SELECT 1 FROM processed_webhooks WHERE event_id = $1")
+    assert unscoped("SELECT p.id, p.merchant_id FROM payments p WHERE p.id = $1")  # selected is not scoped
+    assert not unscoped("INSERT INTO orders (id, merchant_id) VALUES ($1, $2)")
+    assert unscoped(
+        "WITH w0 AS (INSERT INTO orders (id, merchant_id) VALUES ($2, $1)),\nw1 AS (UPDATE bills SET x = 1 WHERE id = $3)\nSELECT 1"
+    )
+
+
+async def test_every_portal_query_for_a_tenant_names_its_merchant(
+    portal: httpx.AsyncClient, make_tenant: MakeTenant, admin_token: str, recorded: Recorder
+) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    admin = bearer(admin_token)
+    recorded.statements.clear()  # tenants made; from here on, every request of a working day
+    order = await ring_up(portal, a)
+    card = await bill(portal, a, order["id"])
+    pending = (await pay(portal, a, card["id"], 200)).json()
+    await webhook(portal, f"evt_{uuid.uuid4().hex}", pending["pgw_reference"], 200)
+    await pay(portal, a, card["id"], order["total_amount"] - 200, "cash")
+    other = await ring_up(portal, a)
+    await portal.patch(f"/orders/{other['id']}", json={"status": "canceled"}, headers=a.as_merchant)
+    third = await ring_up(portal, a)
+    await portal.patch(f"/orders/{third['id']}", json={"status": "completed"}, headers=admin)
+    reads = [
+        f"/orders/{order['id']}",
+        f"/bills/{card['id']}",
+        f"/payments/{pending['id']}",
+        f"/products/{a.products[0]['id']}",
+        f"/stores/{a.store_id}",
+        f"/merchants/{a.merchant_id}",
+        "/orders",
+        "/products",
+        "/stores",
+    ]
+    for path in reads:
+        for headers in (a.as_merchant, a.as_device, b.as_merchant):
+            await portal.get(path, headers=headers)
+        await portal.get(path, headers=admin, params={"merchant_id": a.merchant_id} if "/" not in path[1:] else None)
+    await portal.post("/products", json={"name": "tea", "unit_price": 300}, headers=a.as_merchant)
+    await portal.post("/stores", json={"name": "annex"}, headers=a.as_merchant)
+    assert len(recorded.statements) > 40, "the flow ran"
+    offenders = [sql for sql in recorded.statements if unscoped(sql)]
+    assert offenders == []
