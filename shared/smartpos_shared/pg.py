@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any, Protocol
 
 import asyncpg
+from fastapi import Depends, FastAPI, Request
 
 
 class Counter(Protocol):
@@ -119,3 +121,32 @@ class Db:
         if self._connection is not None:
             connection, self._connection = self._connection, None
             await self._pool.release(connection)
+
+
+def pool_extension(app: FastAPI) -> AbstractAsyncContextManager[None]:
+    """App extension: the process's asyncpg pool (`app.state.pg_pool`) and its statement sink."""
+
+    @contextlib.asynccontextmanager
+    async def extension() -> AsyncIterator[None]:
+        settings = app.state.settings
+        # min_size=0: a service starts while its database is down (/readyz says so) and connects on first use.
+        app.state.pg_pool = await create_pool(settings.database_url, min_size=0, max_size=settings.db_pool_size)
+        app.state.pg_statements = CountedStatements(app.state.metrics.db_statement)
+        try:
+            yield
+        finally:
+            await app.state.pg_pool.close()
+
+    return extension()
+
+
+async def _request_db(request: Request) -> AsyncIterator[Db]:
+    db = Db(request.app.state.pg_pool, request.app.state.pg_statements)
+    try:
+        yield db
+    finally:
+        await db.release()
+
+
+DbDep = Annotated[Db, Depends(_request_db, scope="function")]
+"""A request's lazily acquired connection (statements outside `transaction()` run in autocommit)."""

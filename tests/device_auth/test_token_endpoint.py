@@ -165,4 +165,5 @@ async def test_32_concurrent_copies_of_one_assertion_yield_exactly_one_token(
     responses = await asyncio.gather(*(auth.post("/oauth/token", data=form) for _ in range(32)))
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 1
-    assert statuses.count(401) == 31
+    # The copies are replays (401); after ten failures the client is throttled (429) for the rest.
+    assert statuses.count(401) + statuses.count(429) == 31 and statuses.count(401) >= 10

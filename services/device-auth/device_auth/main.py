@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from smartpos_shared.app import create_app
 from smartpos_shared.auth import token_verification
 from smartpos_shared.events import outbox_relay_extension
+from smartpos_shared.pg import pool_extension
 
 from .clients.endpoints import router as clients_router
 from .crypto import Vault
@@ -66,7 +67,13 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         title="SmartPOS device-auth",
         description="SmartPOS core device-auth: the OAuth 2.0 authorization server for terminals and API clients.",
         routers=[tokens_router, devices_router, clients_router, keys_router],
-        extensions=[keys_and_tokens, verification, store_projection, outbox_relay_extension(OutboxEvent)],
+        extensions=[
+            pool_extension,
+            keys_and_tokens,
+            verification,
+            store_projection,
+            outbox_relay_extension(OutboxEvent),
+        ],
         access_log=settings.access_log,
     )
     return app

@@ -12,7 +12,7 @@ from smartpos_shared.app import create_app
 from smartpos_shared.auth import JwksLoader, token_verification
 from smartpos_shared.cache import VersionedCache
 from smartpos_shared.events import outbox_relay_extension
-from smartpos_shared.pg import CountedStatements, create_pool
+from smartpos_shared.pg import pool_extension
 
 from .catalog.endpoints import router as catalog_router
 from .checkout import endpoints as checkout
@@ -28,15 +28,14 @@ from .settings import PortalSettings
 async def commerce(app: FastAPI) -> AsyncIterator[None]:
     """The collaborators request handlers get (`context.PortalServices`), created once per process."""
     settings: PortalSettings = app.state.settings
-    pool = await create_pool(settings.database_url, min_size=1, max_size=settings.db_pool_size)
     gateway = gateway_for(settings)
     relay = getattr(app.state, "outbox_relay", None)
     app.state.services = PortalServices(
         settings=settings,
-        pool=pool,
+        pool=app.state.pg_pool,
         cache=VersionedCache(app.state.redis),
         gateway=gateway,
-        statements=CountedStatements(app.state.metrics.db_statement),
+        statements=app.state.pg_statements,
         clock=lambda: float(app.state.clock()),
         wake_relay=relay.wake if relay is not None else None,
     )
@@ -44,7 +43,6 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await gateway.close()
-        await pool.close()
 
 
 def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | None = None) -> FastAPI:
@@ -55,6 +53,7 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
         description="SmartPOS core portal: orders, bills, payments, catalog, merchants and stores.",
         routers=[merchants_router, catalog_router, checkout.orders, checkout.bills, checkout.payments, webhooks_router],
         extensions=[
+            pool_extension,
             token_verification(jwks_loader),
             *([outbox_relay_extension(OutboxEvent)] if settings.relay_in_process else []),
             commerce,  # after the relay: it hands the relay's wake-up to request handlers

@@ -3,12 +3,19 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from smartpos_shared.pg import Db
+
 from ..models import Device
+from ..tokens.assertions import TokenDevice
+
+TOKEN_DEVICE = "SELECT id, merchant_id, store_id, status, version, jwks::text FROM devices WHERE id = $1"
 
 
-async def get_device(session: AsyncSession, device_id: str) -> Device | None:
-    """Unscoped: only the token endpoint uses it, with the id the assertion claims."""
-    return await session.get(Device, device_id)
+async def device_for_token(db: Db, device_id: str) -> TokenDevice | None:
+    """Unscoped by design: the token endpoint looks up the device the assertion claims to be (and then proves
+    it with the device's own key). One statement, no transaction."""
+    row = await db.fetchrow(TOKEN_DEVICE, device_id)
+    return TokenDevice(*row) if row is not None else None
 
 
 async def get_device_for_merchant(

@@ -5,8 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from smartpos_shared.db import SessionDep
 from smartpos_shared.errors import ServiceUnavailable
+from smartpos_shared.pg import DbDep
 
 from .algorithms import ASSERTION_ALGORITHMS
 from .service import AuthUnavailable, OAuthError, TokenService, invalid_request, parse_form
@@ -86,7 +86,7 @@ def oauth_error_response(exc: OAuthError) -> JSONResponse:
         503: {"description": "the replay store is unavailable: no token is issued", **_OAUTH_ERROR},
     },
 )
-async def token(request: Request, session: SessionDep) -> JSONResponse:
+async def token(request: Request, db: DbDep) -> JSONResponse:
     service: TokenService = request.app.state.token_service
     now = float(request.app.state.clock())
     try:
@@ -97,7 +97,7 @@ async def token(request: Request, session: SessionDep) -> JSONResponse:
             raise invalid_request("grant_type is required")
         if form.grant_type != "client_credentials":
             raise OAuthError(400, "unsupported_grant_type", "only client_credentials is supported")
-        client = await service.authenticate(session, form, now)
+        client = await service.authenticate(db, form, now)
         body = await service.issue(client, now)
     except OAuthError as exc:
         return oauth_error_response(exc)

@@ -22,18 +22,18 @@ import jwt
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import AUDIENCE, numeric_date
 from smartpos_shared.ids import is_id
+from smartpos_shared.pg import Db
 
 from ..clients import repository as clients
 from ..crypto import verify_secret
 from ..devices import repository as devices
 from ..keys.service import KeyRing
-from ..models import Device
 from ..settings import AuthSettings
-from .algorithms import ASSERTION_ALGORITHMS, EC_CURVES, RSA_ALGORITHMS
+from .algorithms import ASSERTION_ALGORITHMS
+from .assertions import DeviceKeys, ParsedJws
 
 log = structlog.get_logger("smartpos.auth.token")
 
@@ -143,10 +143,11 @@ class TokenService:
         self.issuer = settings.auth_issuer
         self.keyring = keyring
         self.redis = redis
+        self._keys = DeviceKeys()
 
     # ----------------------------------------------------------------- client authentication
 
-    async def authenticate(self, session: AsyncSession, request: TokenRequest, now: float) -> AuthenticatedClient:
+    async def authenticate(self, db: Db, request: TokenRequest, now: float) -> AuthenticatedClient:
         methods = [
             name
             for name, present in (
@@ -166,27 +167,16 @@ class TokenService:
                 {"WWW-Authenticate": 'Basic realm="smartpos"'},
             )
         method = methods[0]
-        claimed = self._claimed_client_id(request, method)
-        await self._check_rate_limit(claimed)
         try:
             if method == "private_key_jwt":
-                return await self._authenticate_device(session, request, now)
-            return await self._authenticate_secret(session, request, method)
+                return await self._authenticate_device(db, request, now)
+            # Before the deliberately slow hash: a throttled client costs nothing more.
+            await self._check_rate_limit(request.basic[0] if request.basic is not None else request.client_id)
+            return await self._authenticate_secret(db, request, method)
         except ClientAuthFailed as failure:
             await self._record_failure(failure, method)
             headers = {"WWW-Authenticate": 'Basic realm="smartpos"'} if method == "client_secret_basic" else {}
             raise OAuthError(401, "invalid_client", "client authentication failed", headers) from None
-
-    def _claimed_client_id(self, request: TokenRequest, method: str) -> str | None:
-        if method == "client_secret_basic" and request.basic is not None:
-            return request.basic[0]
-        if method == "private_key_jwt" and request.client_assertion:
-            try:
-                iss = jwt.decode(request.client_assertion, options={"verify_signature": False}).get("iss")
-            except jwt.PyJWTError:
-                return request.client_id
-            return iss if isinstance(iss, str) else request.client_id
-        return request.client_id
 
     async def _check_rate_limit(self, client_id: str | None) -> None:
         if not client_id:
@@ -195,6 +185,9 @@ class TokenService:
             failures = await self.redis.get(_failure_key(client_id))
         except RedisError:
             return  # the limiter fails open; the replay store (below) fails closed
+        self._throttle(client_id, failures)
+
+    def _throttle(self, client_id: str, failures: bytes | None) -> None:
         if failures is not None and int(failures) >= self.settings.failure_limit:
             log.warning("token_request_throttled", client_id=client_id[:64])
             raise OAuthError(
@@ -222,15 +215,13 @@ class TokenService:
         except RedisError:
             pass
 
-    async def _authenticate_secret(
-        self, session: AsyncSession, request: TokenRequest, method: str
-    ) -> AuthenticatedClient:
+    async def _authenticate_secret(self, db: Db, request: TokenRequest, method: str) -> AuthenticatedClient:
         client_id, secret = request.basic if request.basic is not None else (request.client_id, request.client_secret)
         if request.basic is not None and request.client_id is not None and request.client_id != client_id:
             raise invalid_request("client_id does not match the Basic credentials")
         if not client_id or secret is None:
             raise ClientAuthFailed("missing_credentials", client_id)
-        client = await clients.get_client(session, client_id) if is_id(client_id, "cli") else None
+        client = await clients.client_for_token(db, client_id) if is_id(client_id, "cli") else None
         valid = await verify_secret(client.secret_hash if client is not None else None, secret)
         if client is None:
             raise ClientAuthFailed("unknown_client", client_id)
@@ -240,41 +231,45 @@ class TokenService:
             raise ClientAuthFailed("client_revoked", client_id)
         return AuthenticatedClient(client.id, client.role, client.merchant_id, None, method)
 
-    async def _authenticate_device(
-        self, session: AsyncSession, request: TokenRequest, now: float
-    ) -> AuthenticatedClient:
+    async def _authenticate_device(self, db: Db, request: TokenRequest, now: float) -> AuthenticatedClient:
         if request.client_assertion_type != ASSERTION_TYPE:
             raise invalid_request("client_assertion_type must be " + ASSERTION_TYPE)
         assertion = request.client_assertion
         if not assertion:
             raise invalid_request("client_assertion is required")
         claimed = request.client_id
-        if len(assertion) > MAX_ASSERTION_BYTES or assertion.count(".") != 2:
+        if len(assertion) > MAX_ASSERTION_BYTES:
             raise ClientAuthFailed("malformed_assertion", claimed)
-        # 1. algorithm allow-list and forbidden headers, before anything else is trusted.
+        # 1. one parse of the compact JWS (strict JSON: NaN and Infinity are not JSON and are refused here).
         try:
-            header = jwt.get_unverified_header(assertion)
-            unverified = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError:
+            jws = ParsedJws.parse(assertion)
+        except ValueError:
             raise ClientAuthFailed("malformed_assertion", claimed) from None
+        header, claims = jws.header, jws.claims
+        # 2. algorithm allow-list and forbidden headers, before anything else is trusted.
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ASSERTION_ALGORITHMS:
             raise ClientAuthFailed(f"alg_not_allowed:{str(alg)[:16]}", claimed)
         for name in FORBIDDEN_HEADERS:
             if name in header:
                 raise ClientAuthFailed(f"forbidden_header:{name}", claimed)
-        iss = unverified.get("iss")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise ClientAuthFailed("bad_kid", claimed)
+        iss = claims.get("iss")
         if not isinstance(iss, str) or not is_id(iss, "dev"):
             raise ClientAuthFailed("bad_iss", claimed)
         if claimed is not None and claimed != iss:
             raise ClientAuthFailed("client_id_mismatch", claimed)
-        device = await devices.get_device(session, iss)
+        device = await devices.device_for_token(db, iss)
         if device is None:
             raise ClientAuthFailed("unknown_device", iss)
-        # 2. keys only from the device's own registered set; 3. signature.
-        claims = self._verify_signature(assertion, header, alg, device)
-        # 4. claims.
-        if claims.get("iss") != device.id or claims.get("sub") != device.id:
+        # 3. keys only from the device's own registered set; 4. signature.
+        verdict = self._keys.verify(device, jws, alg, kid)
+        if verdict is not None:
+            raise ClientAuthFailed(verdict, device.id)
+        # 5. claims (iss was read above, before the signature, to find the device; it is signed too).
+        if claims.get("sub") != device.id:
             raise ClientAuthFailed("iss_sub_mismatch", device.id)
         aud = claims.get("aud")
         if not isinstance(aud, str):
@@ -300,47 +295,26 @@ class TokenService:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
             raise ClientAuthFailed("missing_jti", device.id)
-        # 5. single use: consumed only now that signature and claims passed.
+        # 6. single use and the failure throttle, in one Redis round trip: the jti is consumed only now that
+        # signature and claims passed; a throttled client is refused even with a valid assertion.
         await self._consume_jti(device.id, jti, ttl=int(exp - now) + EXP_LEEWAY + 1)
-        # 6. device active.
+        # 7. device active.
         if device.status != "active":
             raise ClientAuthFailed("device_revoked", device.id)
         return AuthenticatedClient(device.id, "device", device.merchant_id, device.store_id, "private_key_jwt")
 
-    def _verify_signature(self, assertion: str, header: dict[str, Any], alg: str, device: Device) -> dict[str, Any]:
-        kid = header.get("kid")
-        candidates = [key for key in device.jwks.get("keys", []) if kid is None or key.get("kid") == kid]
-        for raw in candidates:
-            if not _key_fits_algorithm(raw, alg):
-                continue
-            try:
-                key = jwt.PyJWK(raw, algorithm=alg)
-                claims: dict[str, Any] = jwt.decode(
-                    assertion,
-                    key,
-                    algorithms=[alg],
-                    options={
-                        "verify_aud": False,
-                        "verify_exp": False,
-                        "verify_iat": False,
-                        "verify_nbf": False,
-                        "verify_iss": False,
-                        "verify_sub": False,
-                        "verify_jti": False,
-                    },
-                )
-            except (jwt.PyJWTError, ValueError, TypeError):
-                continue
-            return claims
-        raise ClientAuthFailed("bad_signature" if candidates else "unknown_kid", device.id)
-
     async def _consume_jti(self, client_id: str, jti: str, ttl: int) -> None:
+        """Consume the jti and read the client's failure count in one Redis round trip (fails closed)."""
         digest = hashlib.sha256(jti.encode()).hexdigest()
         try:
-            fresh = await self.redis.set(f"auth:jti:{client_id}:{digest}", b"1", nx=True, ex=max(ttl, 1))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(_failure_key(client_id))
+                pipe.set(f"auth:jti:{client_id}:{digest}", b"1", nx=True, ex=max(ttl, 1))
+                failures, fresh = await pipe.execute()
         except RedisError as exc:
             log.error("replay_store_unavailable", client_id=client_id, error=type(exc).__name__)
             raise AuthUnavailable from exc
+        self._throttle(client_id, failures)
         if not fresh:
             raise ClientAuthFailed("jti_replayed", client_id)
 
@@ -375,16 +349,3 @@ class TokenService:
 
 def _failure_key(client_id: str) -> str:
     return "auth:fail:" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
-
-
-def _key_fits_algorithm(key: dict[str, Any], alg: str) -> bool:
-    if key.get("alg") not in (None, alg):
-        return False
-    kty = key.get("kty")
-    if alg in EC_CURVES:
-        return kty == "EC" and key.get("crv") == EC_CURVES[alg]
-    if alg in RSA_ALGORITHMS:
-        return kty == "RSA"
-    if alg == "EdDSA":
-        return kty == "OKP" and key.get("crv") == "Ed25519"
-    return False
