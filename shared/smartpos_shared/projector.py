@@ -122,8 +122,7 @@ class EventProjector:
                 log.warning("projector_fetch_failed", durable=self.durable, error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
-            for message in messages:
-                await self._handle(message)
+            await self._handle_batch(messages)
 
     async def _recreate_if_gone(self) -> None:
         """A durable can disappear under us (deleted by an operator, lost by a cluster, or expired by its
@@ -139,6 +138,23 @@ class EventProjector:
             await self._subscribe(self.nats.client)
         except Exception as exc:  # NATS trouble is the connection's to handle; try again at the next check
             log.debug("projector_consumer_check_failed", durable=self.durable, error=repr(exc))
+
+    async def _handle_batch(self, messages: list[Msg]) -> None:
+        """A fetched batch in one transaction (a busy stream costs one commit per batch, not per event); if any
+        event fails, the batch rolls back and each event is retried alone, so one poison event is isolated."""
+        if len(messages) > 1:
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    for message in messages:
+                        await self.apply(session, json.loads(message.data), message.metadata.sequence.stream)
+            except Exception:  # one of them is bad (or the database hiccupped): take them one by one
+                log.debug("projector_batch_failed", durable=self.durable, size=len(messages))
+            else:
+                for message in messages:
+                    await message.ack()
+                return
+        for message in messages:
+            await self._handle(message)
 
     async def _handle(self, message: Msg) -> None:
         metadata = message.metadata
