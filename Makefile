@@ -3,12 +3,13 @@ SHELL := /bin/bash
 UV := $(shell scripts/ensure-uv.sh)
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate run test pytest lint format bench bench-tokens bench-feed bench-migrations
+.PHONY: help sync infra migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
 	@echo "make test  - infrastructure, fresh test databases, the whole pytest suite, ruff and mypy"
 	@echo "make lint  - ruff and mypy only"
+	@echo "make fuzz  - schemathesis over every operation of every service, as every role (thorough; report in .fuzz/)"
 
 sync:
 	@$(UV) sync --frozen --quiet
@@ -35,7 +36,13 @@ pytest: infra
 lint: sync
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth smartpos_cli
+	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth smartpos_cli tests/fuzz
+
+# The thorough OpenAPI fuzz run (`make test` runs the same test with the short profile). docs/fuzzing.md.
+# SMARTPOS_FUZZ_SEED=N replays a run; SMARTPOS_FUZZ_MAX_EXAMPLES / SMARTPOS_FUZZ_COVERAGE change its size.
+fuzz: infra
+	@mkdir -p .fuzz
+	@SMARTPOS_FUZZ_PROFILE=thorough $(RUN) pytest tests/fuzz -q --timeout 1800 --junitxml=.fuzz/junit.xml $(PYTEST_ARGS)
 
 format: sync
 	@$(RUN) ruff format .
