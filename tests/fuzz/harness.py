@@ -404,13 +404,15 @@ class Target:
         return body if isinstance(body, bytes) else b""
 
     def _for_make_run(self, text: str) -> str:
-        """Aimed at `make run` (the service's default port), the role's token replaced by a variable named after
-        it (README, "A checkout in five requests", mints them)."""
+        """Aimed at `make run` (the service's default port), the role's token replaced by a shell variable named
+        after it (docs/fuzzing.md shows how to mint them), outside the single quotes so that it expands."""
         text = text.replace(self.base_url, f"http://127.0.0.1:{DEFAULT_PORTS[self.service]}")
         for role in ("admin", "merchant", "device"):
             token = self.tokens.cached(role)
             if token:
-                text = text.replace(token, f"${role.upper()}_TOKEN")
+                variable = f"${role.upper()}_TOKEN"
+                text = text.replace(f"'Authorization: Bearer {token}'", f'"Authorization: Bearer {variable}"')
+                text = text.replace(token, f"'\"{variable}\"'")
         return text
 
 
