@@ -5,6 +5,7 @@ at the end of the run and written to `.fuzz/report-<profile>.json` (next to `jun
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,12 +43,19 @@ class Platform:
             target.session.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def fuzz_platform(service_env: dict[str, str]) -> Iterator[Platform]:
     from tests.fuzz.test_openapi_fuzz import DOCUMENTS
 
     stack = Stack(service_env)
     platform: Platform | None = None
+    # SIGTERM (a CI timeout, `kill`) ends pytest without teardown, which would leave the three services running
+    # on the test databases, their relays taking the next run's outbox rows. As KeyboardInterrupt it tears down.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start()
         for service, document in DOCUMENTS.items():
@@ -62,6 +70,7 @@ def fuzz_platform(service_env: dict[str, str]) -> Iterator[Platform]:
         if platform is not None:
             platform.close()
         stack.stop()
+        signal.signal(signal.SIGTERM, previous)
         SEEDED.clear()
         STATE.pop("platform", None)
         write_report()
