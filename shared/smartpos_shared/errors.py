@@ -102,6 +102,9 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+MALFORMED_BODY = "The body could not be read as JSON (not UTF-8, or not JSON at all)"
+
+
 def problem_schema(description: str) -> dict[str, Any]:
     """OpenAPI `responses` entry for an error answered as problem+json."""
     return {
@@ -176,7 +179,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+        # Already logged, with the request id, by the observability middleware.
         return problem(500, "internal_error", "Internal server error", "An unexpected error occurred")
 
     app.add_exception_handler(DomainError, domain_error)

@@ -85,6 +85,12 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Logged here, where the request id is known; the outermost handler then answers an opaque 500.
+            _log.exception(
+                "unhandled_error", request_id=request_id, path=scope.get("path"), error_type=type(exc).__name__
+            )
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -47,3 +47,23 @@ class RequestModel(BaseModel):
                 "nul_character", "{where}: text may not contain NUL (\\u0000) characters", {"where": where}
             )
         return data
+
+
+def standalone_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON Schema with its `$defs` inlined, for `openapi_extra`: a `#/$defs/...` reference would
+    resolve against the whole OpenAPI document, where it does not exist."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined

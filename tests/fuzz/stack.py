@@ -104,7 +104,7 @@ class Stack:
         code, e.g. `TypeError: unhashable type: 'list' at services/device-auth/device_auth/devices/schemas.py:26`.
 
         The fuzzer sends one request at a time, so the `unhandled_error` lines logged since the last look belong to
-        the last request (its log line carries no request id to match on)."""
+        the last request."""
         path = Path(self.processes[service].log.name)
         with path.open("rb") as log:
             log.seek(self._log_offsets[service])
@@ -242,6 +242,18 @@ def seed(stack: Stack, tokens: Tokens) -> Seed:
         for i, price in enumerate((450, 700, 1200))
     ]
 
+    # device-auth learns the two stores from their store.created events (within a second of their creation).
+    for store_id in stores:
+        for _ in range(200):
+            probe = http.post(
+                f"{auth}/devices",
+                json={"store_id": store_id, "name": "probe", "jwks": {"keys": [DeviceKey().public_jwk]}},
+                headers=as_merchant,
+            )
+            if probe.status_code != 404:
+                break
+            time.sleep(0.05)
+        _ok(probe)
     device = _ok(
         http.post(
             f"{auth}/devices",

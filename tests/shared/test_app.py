@@ -65,10 +65,15 @@ async def test_domain_errors_render_with_their_status_and_code(client: httpx.Asy
     assert response.json()["detail"] == "already done"
 
 
-async def test_unexpected_errors_are_opaque_500s(client: httpx.AsyncClient) -> None:
-    response = await client.get("/boom")
+async def test_unexpected_errors_are_opaque_500s_logged_with_the_request_id(client: httpx.AsyncClient) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        response = await client.get("/boom", headers={"X-Request-ID": "req-boom-1"})
     assert response.status_code == 500
     assert "secret internals" not in response.text
+    errors = [entry for entry in logs if entry["event"] == "unhandled_error"]
+    assert len(errors) == 1 and errors[0]["request_id"] == "req-boom-1" and errors[0]["error_type"] == "RuntimeError"
 
 
 async def test_oversized_bodies_are_refused_with_413(client: httpx.AsyncClient) -> None:

@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 
 from smartpos_shared.auth import AdminDep
 from smartpos_shared.db import SessionDep
-from smartpos_shared.errors import problem_schema
+from smartpos_shared.errors import MALFORMED_BODY, problem_schema
 
 from . import service
 from .schemas import ClientCreate, ClientCreated
@@ -13,6 +13,7 @@ router = APIRouter(
     prefix="/clients",
     tags=["clients"],
     responses={
+        400: problem_schema(MALFORMED_BODY),
         401: problem_schema("Missing, invalid or expired access token"),
         403: problem_schema("Admins only"),
         422: problem_schema("Invalid input"),

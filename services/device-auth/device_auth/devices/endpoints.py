@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from smartpos_shared.auth import MerchantOrAdminDep
 from smartpos_shared.db import SessionDep, TransactionDep
-from smartpos_shared.errors import problem_schema
+from smartpos_shared.errors import MALFORMED_BODY, problem_schema
 from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, page_of
 
 from . import service
@@ -16,6 +16,7 @@ router = APIRouter(
     prefix="/devices",
     tags=["devices"],
     responses={
+        400: problem_schema(MALFORMED_BODY),
         401: problem_schema("Missing, invalid or expired access token"),
         403: problem_schema("Only admins and merchants manage devices"),
         422: problem_schema("Invalid input"),

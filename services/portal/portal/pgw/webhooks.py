@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from smartpos_shared.errors import DomainError, problem, problem_schema
-from smartpos_shared.schemas import RequestModel
+from smartpos_shared.schemas import RequestModel, standalone_schema
 
 from ..checkout.service import GatewayEvent, WebhookOutcome, apply_gateway_event
 from ..context import SystemContextDep
@@ -49,7 +49,7 @@ class BadWebhook(DomainError):
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": WebhookEvent.model_json_schema()}},
+            "content": {"application/json": {"schema": standalone_schema(WebhookEvent)}},
         },
         "parameters": [
             {
