@@ -111,19 +111,29 @@ def create_app(
             await app.state.engine.dispose()
             log.info("service_stopped")
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    # FastAPI's native OpenTelemetry hooks stay off: metrics are Prometheus (/metrics), and asking each request
+    # whether a provider is configured is a cost on every request.
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     app.state.clock = time.time  # tests swap it to move past token expiry without sleeping
     app.state.metrics = Metrics(settings.service_name)
     install_error_handlers(app)
+    # The service's own routes first and the operations endpoints last: a request walks the route list until one
+    # matches, and the hot paths should not pay for /healthz, /readyz and /metrics first.
 
     async def too_large(request: Request, exc: Exception) -> JSONResponse:
         return payload_too_large()
 
     app.add_exception_handler(PayloadTooLarge, too_large)
-    app.include_router(health_router)
     for router in routers:
         app.include_router(router)
+    app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics, access_log=access_log)
 

@@ -266,15 +266,21 @@ class TokenVerifier:
 
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from device-auth (`POST /oauth/token`)")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+"""The `Authorization: Bearer` credentials as the security scheme documents them (not yet verified)."""
 
 
-async def authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
+async def principal_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """Verify the bearer token of a request. For dependencies that authenticate as part of a bigger job (one
+    dependency level less on hot paths); everyone else uses `PrincipalDep`."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("a bearer access token is required", error="invalid_request")
     verifier: TokenVerifier = request.app.state.token_verifier
     return await verifier.verify(credentials.credentials)
+
+
+async def authenticate(request: Request, credentials: BearerCredentials) -> Principal:
+    return await principal_of(request, credentials)
 
 
 async def authenticate_websocket(websocket: WebSocket) -> Principal:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from fastapi import FastAPI
@@ -23,9 +23,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, func, literal, select, update
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Transaction, utcnow
@@ -199,31 +198,41 @@ class OutboxRelay:
     Safe with several relays at once without reordering one merchant's events: work is partitioned by merchant,
     each merchant's rows are published by whoever holds that merchant's advisory lock, in `position` order,
     pipelined (publish all, then await the acks). Woken right after a commit (in process, and across processes by
-    LISTEN/NOTIFY); polling is only the fallback.
+    LISTEN/NOTIFY); polling is only the fallback. Runs on one asyncpg connection of its own; a payload goes from
+    the row to NATS as the text PostgreSQL returns (never parsed and serialized again).
     """
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        dsn: str,
         nats: NatsConnection,
         outbox_model: type[OutboxMixin],
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
-        listen_dsn: str | None = None,
+        listen: bool = True,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        self.dsn = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.nats = nats
-        self.model = outbox_model
+        self.table = outbox_model.__tablename__
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.listen_dsn = listen_dsn
+        self.listen = listen
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
+        self._conn: Any = None
         self.published_total = 0
         self.coalesce_seconds = 0.002
+        # The try-lock is evaluated in the WHERE clause: rows of a merchant another relay holds are skipped (and
+        # published by that relay, in order). A transaction-level advisory lock taken twice simply stacks.
+        self._select = (
+            f"SELECT position, id, merchant_id, type, payload::text FROM {self.table}"  # noqa: S608 - a model's table
+            " WHERE published_at IS NULL AND pg_try_advisory_xact_lock(hashtextextended('outbox:' || merchant_id, 0))"
+            " ORDER BY position LIMIT $1"
+        )
+        self._mark = f"UPDATE {self.table} SET published_at = $2 WHERE position = ANY($1::bigint[])"  # noqa: S608
 
     def wake(self) -> None:
         """Called right after a commit that wrote events, so they go out now rather than at the next poll."""
@@ -231,8 +240,8 @@ class OutboxRelay:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
-        if self.listen_dsn:
-            self._listener = asyncio.create_task(self._listen(self.listen_dsn), name="outbox-listen")
+        if self.listen:
+            self._listener = asyncio.create_task(self._listen(), name="outbox-listen")
 
     async def stop(self) -> None:
         for task in (self._listener, self._task):
@@ -240,13 +249,19 @@ class OutboxRelay:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._listener = self._task = None
+        await self._close()
 
-    async def _listen(self, dsn: str) -> None:
-        import asyncpg
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
+    async def _listen(self) -> None:
         while True:
             try:
-                conn = await asyncpg.connect(dsn)
+                conn = await asyncpg.connect(self.dsn)
                 try:
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda *_, lost=lost: lost.set())
@@ -275,6 +290,7 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox_relay_failed", error=repr(exc))
                 self._js = None
+                await self._close()
                 backoff = min(backoff * 2, 5.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), backoff)
@@ -290,44 +306,26 @@ class OutboxRelay:
         return self._js
 
     async def publish_pending(self) -> int:
-        """Publish one batch: the oldest waiting rows of every merchant whose advisory lock this relay gets.
-
-        One transaction per batch, whatever the number of merchants: the try-lock is evaluated in the WHERE
-        clause, so rows of a merchant another relay is publishing are skipped (and published by that relay, in
-        order). A transaction-level advisory lock taken twice by the same transaction simply stacks.
-        """
+        """Publish one batch: the oldest waiting rows of every merchant whose advisory lock this relay gets, in
+        one transaction whatever the number of merchants."""
         if not self.nats.is_connected:
             return 0
-        async with self.sessionmaker() as session, session.begin():
-            model = self.model
-            merchant_lock = func.pg_try_advisory_xact_lock(
-                func.hashtextextended(literal("outbox:") + model.merchant_id, 0)
-            )
-            rows = (
-                await session.execute(
-                    select(model.position, model.id, model.merchant_id, model.type, model.payload)
-                    .where(model.published_at.is_(None), merchant_lock)
-                    .order_by(model.position)
-                    .limit(self.batch_size)
-                )
-            ).all()
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.dsn)
+        conn = self._conn
+        async with conn.transaction():
+            rows = await conn.fetch(self._select, self.batch_size)
             if not rows:
                 return 0
             js = await self._jetstream()
             futures = [
                 await js.publish_async(
-                    subject_for(row.merchant_id, row.type),
-                    json.dumps(row.payload, separators=(",", ":")).encode(),
-                    headers={"Nats-Msg-Id": row.id},
+                    subject_for(merchant_id, event_type), payload.encode(), headers={"Nats-Msg-Id": event_id}
                 )
-                for row in rows
+                for _, event_id, merchant_id, event_type, payload in rows
             ]
             await asyncio.wait_for(asyncio.gather(*futures), 10)
-            await session.execute(
-                update(self.model)
-                .where(self.model.position.in_([row.position for row in rows]))
-                .values(published_at=utcnow())
-            )
+            await conn.execute(self._mark, [row[0] for row in rows], utcnow())
         self.published_total += len(rows)
         return len(rows)
 
@@ -337,8 +335,7 @@ def outbox_relay_extension(outbox_model: type[OutboxMixin]) -> Callable[[FastAPI
 
     @asynccontextmanager
     async def extension(app: FastAPI) -> AsyncIterator[None]:
-        url = app.state.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
-        relay = OutboxRelay(app.state.sessionmaker, app.state.nats, outbox_model, listen_dsn=url)
+        relay = OutboxRelay(app.state.settings.database_url, app.state.nats, outbox_model)
         app.state.outbox_relay = relay
         app.state.outbox_wake = relay.wake  # commits in this process wake it directly (see db.py)
         await relay.start()
@@ -357,19 +354,12 @@ async def run_relay_process(settings: Any, outbox_model: type[OutboxMixin], name
     """
     import signal
 
-    from .db import create_engine, make_sessionmaker
     from .logging import configure_logging
 
     configure_logging(name, settings.log_level)
-    engine = create_engine(settings.database_url, pool_size=2, max_overflow=0)
     nats = NatsConnection(settings.nats_url, name=name)
     await nats.start()
-    relay = OutboxRelay(
-        make_sessionmaker(engine),
-        nats,
-        outbox_model,
-        listen_dsn=settings.database_url.replace("postgresql+asyncpg://", "postgresql://"),
-    )
+    relay = OutboxRelay(settings.database_url, nats, outbox_model)
     await relay.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -379,5 +369,4 @@ async def run_relay_process(settings: Any, outbox_model: type[OutboxMixin], name
     await stop.wait()
     await relay.stop()
     await nats.close()
-    await engine.dispose()
     log.info("relay_stopped", relay=name, published=relay.published_total)

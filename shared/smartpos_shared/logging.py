@@ -14,6 +14,8 @@ import sys
 
 import structlog
 
+from .observability import request_id_var
+
 _SECRET_KEYS = frozenset(
     {
         "client_secret",
@@ -93,12 +95,20 @@ def install_redaction() -> None:
                 handler.addFilter(_FILTER)
 
 
+def _add_request_id(_: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

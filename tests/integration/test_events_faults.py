@@ -90,8 +90,11 @@ async def test_several_relays_publish_each_merchants_events_once_and_in_order(
                         transaction, OutboxEvent, source="test", event_type="order.updated", merchant_id=merchant_id,
                         store_id=None, subject=f"ord_{merchant_id}", version=i + 1, data={"n": i},
                     )  # fmt: skip
-        relays = [OutboxRelay(portal_app.state.sessionmaker, connection, OutboxEvent, batch_size=7) for _ in range(3)]
+        dsn = databases["portal"].url
+        relays = [OutboxRelay(dsn, connection, OutboxEvent, batch_size=7, listen=False) for _ in range(3)]
         await asyncio.gather(*(_drain(relay) for relay in relays))
+        for relay in relays:
+            await relay.stop()
         for merchant_id in merchants:
             events = await _collect(broker.url, f"smartpos.{merchant_id}.order.updated", 50)
             assert [e["version"] for e in events] == list(range(1, 51)), merchant_id

@@ -4,7 +4,6 @@ business code."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from smartpos_shared.auth import Principal, PrincipalDep
+from smartpos_shared.auth import BearerCredentials, Principal, principal_of
 from smartpos_shared.cache import VersionedCache
 from smartpos_shared.db import AfterCommit, run_after_commit
 from smartpos_shared.pg import Db, StatementSink
@@ -67,13 +66,6 @@ class RequestContext:
         change that could still roll back."""
         self.actions.append(action)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self, *, events: bool = True) -> AsyncIterator[None]:
-        """BEGIN … COMMIT around a transition; then the after-commit actions, and the relay is woken."""
-        async with self.db.transaction():
-            yield
-        await self.committed(events=events)
-
     async def committed(self, *, events: bool = True) -> None:
         """A change is durable (after COMMIT, or after a single write statement outside a transaction)."""
         actions, self.actions = self.actions, []
@@ -87,7 +79,8 @@ def services_of(request: Request) -> PortalServices:
     return services
 
 
-async def _context(request: Request, principal: PrincipalDep) -> AsyncIterator[RequestContext]:
+async def _context(request: Request, credentials: BearerCredentials) -> AsyncIterator[RequestContext]:
+    principal = await principal_of(request, credentials)
     services = services_of(request)
     context = RequestContext(services, Db(services.pool, services.statements), principal)
     try:

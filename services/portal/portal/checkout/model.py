@@ -174,6 +174,8 @@ class Checkout:
     order: Order
     bill: Bill | None = None
     payments: list[Payment] = field(default_factory=list)
+    # The aggregate's change counter as read (orders.lock_version); None for an order created in this request.
+    lock_version: int | None = None
     events: list[Event] = field(default_factory=list)
     # Rows to insert, and rows to update with the version they had when loaded (the update checks it).
     inserted: list[Resource] = field(default_factory=list)

@@ -1,13 +1,20 @@
 """All SQL of the checkout aggregate, on plain asyncpg (docs/adr/0002), every statement bound to a merchant.
 
-Locking: the order row is the aggregate's lock. A transition loads it `FOR UPDATE` first, then reads the bill and
-its payments in a *new* statement, whose snapshot (READ COMMITTED) sees everything committed by the previous
-holder of the lock; reading them in the locking statement would give a snapshot from before the wait. Every
-update also names the version it read (`AND version = $n`): a row changed behind the lock fails the whole save
-instead of being overwritten.
+Concurrency — optimistic first, the lock when contended:
+- `orders.lock_version` counts the aggregate's changes (order, bill, payments): every save bumps it, guarded by
+  the value the transition read (`UPDATE orders SET lock_version = lock_version + 1 WHERE … AND lock_version =
+  $read`). Every other part of the save depends on that guard (`EXISTS (SELECT 1 FROM guard)`), so the order row
+  is locked before any bill or payment row (the fixed lock order), and a save whose aggregate changed since it was
+  read writes nothing: `smartpos_assert_saved` aborts the statement (SQLSTATE 40001).
+- The fast path: one statement reads the whole aggregate (one snapshot), the transition runs in Python, one
+  statement writes it. No BEGIN/COMMIT round trips.
+- A save that lost its race is redone under the lock: BEGIN, `SELECT … FOR UPDATE` on the order row, then the
+  aggregate is read again in a new statement (READ COMMITTED: a snapshot from after the wait), the transition is
+  applied again, saved, COMMIT. Holding the lock, that save cannot lose.
+Every update also names the row version it read (`AND version = $n`).
 
 Writes: everything a transition changed (inserted and updated rows, its outbox events, the idempotency record,
-a processed webhook) goes to PostgreSQL as one statement of data-modifying CTEs.
+a processed webhook, the NOTIFY for relays elsewhere) goes to PostgreSQL as one statement of data-modifying CTEs.
 """
 
 from __future__ import annotations
@@ -60,36 +67,39 @@ class StoreCatalog:
 
 _ORDER_COLUMNS = (
     "o.id, o.merchant_id, o.store_id, o.status, o.total_amount, o.currency, o.version, o.created_at, o.updated_at,"
-    " o.completed_at, o.canceled_at, o.item_count"
+    " o.completed_at, o.canceled_at, o.item_count, o.lock_version"
 )
-# Lines are immutable: reading them in the locking statement is safe.
 _LINES = """
     (SELECT array_agg(ROW(l.line_no, l.product_id, l.name, l.quantity, l.unit_price) ORDER BY l.line_no)
        FROM order_lines l WHERE l.order_id = o.id AND l.merchant_id = o.merchant_id) AS lines"""
-_STORE_SCOPE = "($3::text IS NULL OR o.store_id = $3)"
+_BILL_COLUMNS = (
+    "b.id AS b_id, b.status AS b_status, b.total_amount AS b_total, b.paid_amount AS b_paid,"
+    " b.paid_at AS b_paid_at, b.version AS b_version, b.created_at AS b_created_at, b.updated_at AS b_updated_at"
+)
+_PAYMENTS = """
+    (SELECT array_agg(ROW(p.id, p.amount, p.method, p.status, p.pgw_reference, p.failure_reason, p.version,
+                          p.created_at, p.updated_at) ORDER BY p.id)
+       FROM payments p WHERE p.bill_id = b.id AND p.merchant_id = b.merchant_id) AS payments"""
 
-LOCK_ORDER = f"""
-SELECT {_ORDER_COLUMNS}, {_LINES} FROM orders o
-WHERE o.id = $1 AND o.merchant_id = $2 AND {_STORE_SCOPE}
-FOR UPDATE OF o"""
-LOCK_ORDER_OF_BILL = f"""
-SELECT {_ORDER_COLUMNS}, {_LINES} FROM orders o
+# The whole aggregate in one statement (one snapshot): the order, its lines, its live bill and that bill's payments.
+LOAD_BY_ORDER = f"""
+SELECT {_ORDER_COLUMNS}, {_LINES}, {_BILL_COLUMNS}, {_PAYMENTS}
+FROM orders o
+LEFT JOIN bills b ON b.order_id = o.id AND b.merchant_id = o.merchant_id AND b.status <> 'void'
+WHERE o.id = $1 AND o.merchant_id = $2 AND ($3::text IS NULL OR o.store_id = $3)"""
+# By a bill's id, void or not (paying a void bill is a 409, not a 404).
+LOAD_BY_BILL = f"""
+SELECT {_ORDER_COLUMNS}, {_LINES}, {_BILL_COLUMNS}, {_PAYMENTS}
+FROM bills b JOIN orders o ON o.id = b.order_id AND o.merchant_id = b.merchant_id
+WHERE b.id = $1 AND b.merchant_id = $2 AND ($3::text IS NULL OR b.store_id = $3)"""
+LOCK_ORDER = "SELECT id FROM orders WHERE id = $1 AND merchant_id = $2 FOR UPDATE"
+LOCK_ORDER_OF_BILL = """
+SELECT o.id FROM orders o
 WHERE o.id = (SELECT b.order_id FROM bills b WHERE b.id = $1 AND b.merchant_id = $2) AND o.merchant_id = $2
-  AND {_STORE_SCOPE}
 FOR UPDATE OF o"""
-GET_ORDER = f"SELECT {_ORDER_COLUMNS}, {_LINES} FROM orders o WHERE o.id = $1 AND o.merchant_id = $2 AND {_STORE_SCOPE}"
-
-# The live bill (or the one asked for by id, even if void) and its payments, read after the order lock (fresh
-# snapshot); one row per payment.
-BILL_AND_PAYMENTS = """
-SELECT b.id, b.store_id, b.status, b.total_amount, b.paid_amount, b.currency, b.paid_at, b.version, b.created_at,
-       b.updated_at,
-       p.id AS p_id, p.amount AS p_amount, p.method AS p_method, p.status AS p_status, p.pgw_reference AS p_ref,
-       p.failure_reason AS p_reason, p.version AS p_version, p.created_at AS p_created_at,
-       p.updated_at AS p_updated_at
-FROM bills b LEFT JOIN payments p ON p.bill_id = b.id AND p.merchant_id = b.merchant_id
-WHERE b.order_id = $1 AND b.merchant_id = $2 AND (b.status <> 'void' OR b.id = $3)
-ORDER BY p.id"""
+GET_ORDER = f"""
+SELECT {_ORDER_COLUMNS}, {_LINES} FROM orders o
+WHERE o.id = $1 AND o.merchant_id = $2 AND ($3::text IS NULL OR o.store_id = $3)"""
 
 GET_BILL = """
 SELECT b.id, b.merchant_id, b.store_id, b.order_id, b.status, b.total_amount, b.paid_amount, b.currency, b.paid_at,
@@ -109,16 +119,16 @@ LATERAL (SELECT array_agg(id) AS ids, array_agg(name) AS names, array_agg(unit_p
 WHERE s.id = $2 AND s.merchant_id = $1"""
 
 # Tenant resolution for callers without a merchant of their own (admins, the gateway). The only queries not
-# filtered by a merchant: each returns just the merchant that owns the resource, and nothing else is read
-# before the work continues scoped to it.
+# filtered by a merchant: each returns just the owner (and the ids needed to continue), and the work then goes
+# on scoped to it.
 RESOLVE_ORDER = "SELECT merchant_id FROM orders WHERE id = $1 /* tenant-resolution */"
 RESOLVE_BILL = "SELECT merchant_id FROM bills WHERE id = $1 /* tenant-resolution */"
 RESOLVE_PAYMENT = "SELECT merchant_id FROM payments WHERE id = $1 /* tenant-resolution */"
 RESOLVE_STORE = "SELECT merchant_id FROM stores WHERE id = $1 /* tenant-resolution */"
-# The gateway's reference → the payment's merchant, order and id; and whether this gateway event id was applied
+# The gateway's reference → the payment's merchant, bill and id; and whether this gateway event id was applied
 # already (event ids are the gateway's, not a tenant's).
 RESOLVE_REFERENCE = """
-SELECT p.merchant_id, p.order_id, p.id, EXISTS (SELECT 1 FROM processed_webhooks w WHERE w.event_id = $2) AS seen
+SELECT p.merchant_id, p.bill_id, p.id, EXISTS (SELECT 1 FROM processed_webhooks w WHERE w.event_id = $2) AS seen
 FROM payments p WHERE p.pgw_reference = $1 /* tenant-resolution */"""
 
 
@@ -140,12 +150,52 @@ def _order(row: asyncpg.Record) -> Order:
     )
 
 
-def _bill(row: asyncpg.Record, merchant_id: str, order_id: str) -> Bill:
+def _checkout(row: asyncpg.Record) -> Checkout:
+    order = _order(row)
+    checkout = Checkout(order, lock_version=row["lock_version"])
+    if row["b_id"] is not None:
+        checkout.bill = Bill(
+            id=row["b_id"],
+            merchant_id=order.merchant_id,
+            store_id=order.store_id,
+            order_id=order.id,
+            status=BillStatus(row["b_status"]),
+            total_amount=row["b_total"],
+            paid_amount=row["b_paid"],
+            currency=order.currency,
+            paid_at=row["b_paid_at"],
+            version=row["b_version"],
+            created_at=row["b_created_at"],
+            updated_at=row["b_updated_at"],
+        )
+        for p_id, amount, method, status, reference, reason, version, created_at, updated_at in row["payments"] or ():
+            checkout.payments.append(
+                Payment(
+                    id=p_id,
+                    merchant_id=order.merchant_id,
+                    store_id=order.store_id,
+                    bill_id=row["b_id"],
+                    order_id=order.id,
+                    amount=amount,
+                    currency=order.currency,
+                    method=PaymentMethod(method),
+                    status=PaymentStatus(status),
+                    pgw_reference=reference,
+                    failure_reason=reason,
+                    version=version,
+                    created_at=created_at,
+                    updated_at=updated_at,
+                )
+            )
+    return checkout
+
+
+def bill_of(row: asyncpg.Record) -> Bill:
     return Bill(
         id=row["id"],
-        merchant_id=merchant_id,
+        merchant_id=row["merchant_id"],
         store_id=row["store_id"],
-        order_id=order_id,
+        order_id=row["order_id"],
         status=BillStatus(row["status"]),
         total_amount=row["total_amount"],
         paid_amount=row["paid_amount"],
@@ -155,10 +205,6 @@ def _bill(row: asyncpg.Record, merchant_id: str, order_id: str) -> Bill:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
-
-
-def bill_of(row: asyncpg.Record) -> Bill:
-    return _bill(row, row["merchant_id"], row["order_id"])
 
 
 def payment_of(row: asyncpg.Record) -> Payment:
@@ -187,7 +233,7 @@ class CheckoutRepository:
         self.db = db
         self.tenant = tenant
 
-    # ------------------------------------------------------------------ reads (no lock)
+    # ------------------------------------------------------------------ reads
 
     async def store_catalog(self, store_id: str, product_ids: Sequence[str]) -> StoreCatalog | None:
         row = await self.db.fetchrow(STORE_CATALOG, self.tenant.merchant_id, store_id, list(product_ids))
@@ -229,46 +275,28 @@ class CheckoutRepository:
         )
         return [_order(row) for row in await self.db.fetch(sql, *args)]
 
-    # ------------------------------------------------------------------ the aggregate, locked
+    # ------------------------------------------------------------------ the aggregate
+
+    async def load_by_order(self, order_id: str) -> Checkout | None:
+        row = await self.db.fetchrow(LOAD_BY_ORDER, order_id, self.tenant.merchant_id, self.tenant.store_id)
+        return _checkout(row) if row is not None else None
+
+    async def load_by_bill(self, bill_id: str) -> Checkout | None:
+        row = await self.db.fetchrow(LOAD_BY_BILL, bill_id, self.tenant.merchant_id, self.tenant.store_id)
+        return _checkout(row) if row is not None else None
 
     async def lock_by_order(self, order_id: str) -> Checkout | None:
-        """Take the order's lock, then load its live bill and payments."""
-        row = await self.db.fetchrow(LOCK_ORDER, order_id, self.tenant.merchant_id, self.tenant.store_id)
-        return await self._load(row)
+        """Take the aggregate's lock (the order row), then read it in a new statement (a fresh snapshot)."""
+        assert self.db.in_transaction, "a lock outside a transaction is released at once"
+        if await self.db.fetchval(LOCK_ORDER, order_id, self.tenant.merchant_id) is None:
+            return None
+        return await self.load_by_order(order_id)
 
     async def lock_by_bill(self, bill_id: str) -> Checkout | None:
-        row = await self.db.fetchrow(LOCK_ORDER_OF_BILL, bill_id, self.tenant.merchant_id, self.tenant.store_id)
-        return await self._load(row, bill_id)
-
-    async def _load(self, row: asyncpg.Record | None, bill_id: str | None = None) -> Checkout | None:
-        if row is None:
-            return None
         assert self.db.in_transaction, "a lock outside a transaction is released at once"
-        checkout = Checkout(_order(row))
-        order = checkout.order
-        for bill_row in await self.db.fetch(BILL_AND_PAYMENTS, order.id, order.merchant_id, bill_id):
-            if checkout.bill is None:
-                checkout.bill = _bill(bill_row, order.merchant_id, order.id)
-            if bill_row["p_id"] is not None:
-                checkout.payments.append(
-                    Payment(
-                        id=bill_row["p_id"],
-                        merchant_id=order.merchant_id,
-                        store_id=order.store_id,
-                        bill_id=bill_row["id"],
-                        order_id=order.id,
-                        amount=bill_row["p_amount"],
-                        currency=bill_row["currency"],
-                        method=PaymentMethod(bill_row["p_method"]),
-                        status=PaymentStatus(bill_row["p_status"]),
-                        pgw_reference=bill_row["p_ref"],
-                        failure_reason=bill_row["p_reason"],
-                        version=bill_row["p_version"],
-                        created_at=bill_row["p_created_at"],
-                        updated_at=bill_row["p_updated_at"],
-                    )
-                )
-        return checkout
+        if await self.db.fetchval(LOCK_ORDER_OF_BILL, bill_id, self.tenant.merchant_id) is None:
+            return None
+        return await self.load_by_bill(bill_id)
 
     # ------------------------------------------------------------------ writes
 
@@ -280,14 +308,15 @@ class CheckoutRepository:
         completion: Completion | None = None,
         webhook: WebhookRecord | None = None,
         notify: bool = False,
-    ) -> None:
+    ) -> bool:
         """Persist everything the transitions changed, their events, and the records that go with them, in one
-        statement. Raises ConcurrentChange if an updated row was not at the version it was loaded with."""
-        statement = _Statement(self.tenant.merchant_id)
+        statement. False when the aggregate changed since it was read (nothing was written)."""
+        statement = _Statement(self.tenant.merchant_id, checkout)
         for resource in checkout.inserted:
             statement.insert(resource)
         for resource, loaded_version in checkout.updated.values():
-            statement.update(resource, loaded_version)
+            if resource.id != statement.guarded_order:
+                statement.update(resource, loaded_version)
         statement.events(checkout.events, now)
         if completion is not None:
             statement.complete_idempotency(completion)
@@ -296,14 +325,14 @@ class CheckoutRepository:
         if notify and checkout.events:
             statement.notify()
         try:
-            row = await self.db.fetchrow(*statement.sql())
+            await self.db.fetchrow(*statement.sql())
+        except asyncpg.SerializationError:
+            return False  # raised by smartpos_assert_saved: a concurrent save was first
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "uq_bills_live_order_id":
                 raise errors.BillExists() from None
             raise
-        assert row is not None
-        if any(row[name] != expected for name, expected in statement.expected_updates.items()):
-            raise errors.ConcurrentChange()
+        return True
 
     async def record_webhook_only(self, webhook: WebhookRecord, now: datetime) -> bool:
         """A webhook that changes no payment (ignored, mismatched): recorded once; False if already there."""
@@ -324,12 +353,35 @@ class CheckoutRepository:
 
 
 class _Statement:
-    """Builds the one write statement: each part a data-modifying CTE, parameters numbered as they are added."""
+    """Builds the one write statement: each part a data-modifying CTE, parameters numbered as they are added.
 
-    def __init__(self, merchant_id: str) -> None:
+    With a guard (an existing aggregate), the guard's UPDATE of the order row comes first and every other part
+    depends on it; the final SELECT asserts the guard and every version-checked update matched one row."""
+
+    def __init__(self, merchant_id: str, checkout: Checkout) -> None:
         self.args: list[Any] = [merchant_id]
         self.parts: list[str] = []
-        self.expected_updates: dict[str, int] = {}
+        self.checked: list[str] = []  # CTEs that must have changed exactly one row
+        self.guard: str | None = None
+        self.guarded_order: str | None = None  # the order's own update, when the guard's UPDATE carries it
+        self.notified: str | None = None
+        self.after_guard = ""
+        order = checkout.order
+        if checkout.lock_version is not None and not any(row is order for row in checkout.inserted):
+            a = self._arg
+            extra = ""
+            version_check = ""
+            if order.id in checkout.updated:  # the order changes too: one UPDATE of its row does both
+                extra = self._order_changes(order) + ", "
+                version_check = f" AND version = {a(checkout.updated[order.id][1])}"
+                self.guarded_order = order.id
+            self.guard = self._part(
+                f"UPDATE orders SET {extra}lock_version = lock_version + 1"
+                f" WHERE id = {a(order.id)} AND merchant_id = $1 AND lock_version = {a(checkout.lock_version)}"
+                f"{version_check} RETURNING 1"
+            )
+            self.checked.append(self.guard)
+            self.after_guard = f" AND EXISTS (SELECT 1 FROM {self.guard})"
 
     def _arg(self, value: Any) -> str:
         self.args.append(value)
@@ -340,68 +392,84 @@ class _Statement:
         self.parts.append(f"{name} AS ({sql})")
         return name
 
+    def _when(self) -> str:
+        """A WHERE clause for INSERT … SELECT parts: only once the guard passed (always true without a guard)."""
+        return f" WHERE EXISTS (SELECT 1 FROM {self.guard})" if self.guard else ""
+
     def insert(self, resource: Order | Bill | Payment) -> None:
-        a = self._arg
+        a, when = self._arg, self._when()
         if isinstance(resource, Order):
             o = resource
             self._part(
                 "INSERT INTO orders (id, merchant_id, store_id, status, total_amount, currency, version, created_at,"
-                f" updated_at, completed_at, canceled_at, item_count) VALUES ({a(o.id)}, $1, {a(o.store_id)},"
-                f" {a(o.status.value)}, {a(o.total_amount)}, {a(o.currency)}, {a(o.version)}, {a(o.created_at)},"
-                f" {a(o.updated_at)}, {a(o.completed_at)}::timestamptz, {a(o.canceled_at)}::timestamptz,"
-                f" {a(o.item_count)})"
+                " updated_at, completed_at, canceled_at, item_count)"
+                f" SELECT {a(o.id)}::text, $1::text, {a(o.store_id)}::text, {a(o.status.value)}::text,"
+                f" {a(o.total_amount)}::bigint, {a(o.currency)}::text, {a(o.version)}::int,"
+                f" {a(o.created_at)}::timestamptz, {a(o.updated_at)}::timestamptz, {a(o.completed_at)}::timestamptz,"
+                f" {a(o.canceled_at)}::timestamptz, {a(o.item_count)}::int{when}"
             )
             self._part(
                 "INSERT INTO order_lines (order_id, line_no, merchant_id, product_id, name, quantity, unit_price,"
-                f" line_total) SELECT {a(o.id)}, u.line_no, $1, u.product_id, u.name, u.quantity, u.unit_price,"
-                " u.unit_price * u.quantity"
+                f" line_total) SELECT {a(o.id)}::text, u.line_no, $1::text, u.product_id, u.name, u.quantity,"
+                " u.unit_price, u.unit_price * u.quantity"
                 f" FROM unnest({a([x.line_no for x in o.lines])}::int[], {a([x.product_id for x in o.lines])}::text[],"
                 f" {a([x.name for x in o.lines])}::text[], {a([x.quantity for x in o.lines])}::int[],"
                 f" {a([x.unit_price for x in o.lines])}::bigint[])"
-                " AS u(line_no, product_id, name, quantity, unit_price)"
+                f" AS u(line_no, product_id, name, quantity, unit_price){when}"
             )
         elif isinstance(resource, Bill):
             b = resource
             self._part(
                 "INSERT INTO bills (id, merchant_id, store_id, order_id, status, total_amount, paid_amount, currency,"
-                f" paid_at, version, created_at, updated_at) VALUES ({a(b.id)}, $1, {a(b.store_id)}, {a(b.order_id)},"
-                f" {a(b.status.value)}, {a(b.total_amount)}, {a(b.paid_amount)}, {a(b.currency)},"
-                f" {a(b.paid_at)}::timestamptz, {a(b.version)}, {a(b.created_at)}, {a(b.updated_at)})"
+                " paid_at, version, created_at, updated_at)"
+                f" SELECT {a(b.id)}::text, $1::text, {a(b.store_id)}::text, {a(b.order_id)}::text,"
+                f" {a(b.status.value)}::text, {a(b.total_amount)}::bigint, {a(b.paid_amount)}::bigint,"
+                f" {a(b.currency)}::text,"
+                f" {a(b.paid_at)}::timestamptz, {a(b.version)}::int, {a(b.created_at)}::timestamptz,"
+                f" {a(b.updated_at)}::timestamptz{when}"
             )
         else:
             p = resource
             self._part(
                 "INSERT INTO payments (id, merchant_id, store_id, bill_id, order_id, amount, currency, method, status,"
-                f" pgw_reference, failure_reason, version, created_at, updated_at) VALUES ({a(p.id)}, $1,"
-                f" {a(p.store_id)}, {a(p.bill_id)}, {a(p.order_id)}, {a(p.amount)}, {a(p.currency)},"
-                f" {a(p.method.value)}, {a(p.status.value)}, {a(p.pgw_reference)}::text, {a(p.failure_reason)}::text,"
-                f" {a(p.version)}, {a(p.created_at)}, {a(p.updated_at)})"
+                " pgw_reference, failure_reason, version, created_at, updated_at)"
+                f" SELECT {a(p.id)}::text, $1::text, {a(p.store_id)}::text, {a(p.bill_id)}::text,"
+                f" {a(p.order_id)}::text, {a(p.amount)}::bigint, {a(p.currency)}::text, {a(p.method.value)}::text,"
+                f" {a(p.status.value)}::text,"
+                f" {a(p.pgw_reference)}::text, {a(p.failure_reason)}::text, {a(p.version)}::int,"
+                f" {a(p.created_at)}::timestamptz, {a(p.updated_at)}::timestamptz{when}"
             )
+
+    def _order_changes(self, o: Order) -> str:
+        a = self._arg
+        return (
+            f"status = {a(o.status.value)}, version = {a(o.version)}, updated_at = {a(o.updated_at)},"
+            f" completed_at = {a(o.completed_at)}::timestamptz, canceled_at = {a(o.canceled_at)}::timestamptz"
+        )
 
     def update(self, resource: Order | Bill | Payment, loaded_version: int) -> None:
         a = self._arg
         if isinstance(resource, Order):
-            o = resource
-            sql = (
-                f"UPDATE orders SET status = {a(o.status.value)}, version = {a(o.version)},"
-                f" updated_at = {a(o.updated_at)}, completed_at = {a(o.completed_at)}::timestamptz,"
-                f" canceled_at = {a(o.canceled_at)}::timestamptz"
-            )
+            table, changes = "orders", self._order_changes(resource)
         elif isinstance(resource, Bill):
             b = resource
-            sql = (
-                f"UPDATE bills SET status = {a(b.status.value)}, paid_amount = {a(b.paid_amount)},"
+            table = "bills"
+            changes = (
+                f"status = {a(b.status.value)}, paid_amount = {a(b.paid_amount)},"
                 f" paid_at = {a(b.paid_at)}::timestamptz, version = {a(b.version)}, updated_at = {a(b.updated_at)}"
             )
         else:
             p = resource
-            sql = (
-                f"UPDATE payments SET status = {a(p.status.value)}, failure_reason = {a(p.failure_reason)}::text,"
+            table = "payments"
+            changes = (
+                f"status = {a(p.status.value)}, failure_reason = {a(p.failure_reason)}::text,"
                 f" version = {a(p.version)}, updated_at = {a(p.updated_at)}"
             )
-        sql += f" WHERE id = {a(resource.id)} AND merchant_id = $1 AND version = {a(loaded_version)} RETURNING 1"
-        name = self._part(sql)
-        self.expected_updates[name] = 1
+        name = self._part(
+            f"UPDATE {table} SET {changes} WHERE id = {a(resource.id)} AND merchant_id = $1"
+            f" AND version = {a(loaded_version)}{self.after_guard} RETURNING 1"
+        )
+        self.checked.append(name)
 
     def events(self, events: list[Event], now: datetime) -> None:
         if not events:
@@ -424,11 +492,11 @@ class _Statement:
         a = self._arg
         self._part(
             "INSERT INTO outbox (id, type, merchant_id, store_id, subject, version, payload, created_at)"
-            f" SELECT u.id, u.type, $1, u.store_id, u.subject, u.version, u.payload, {a(now)}"
+            f" SELECT u.id, u.type, $1::text, u.store_id, u.subject, u.version, u.payload, {a(now)}::timestamptz"
             f" FROM unnest({a(ids)}::text[], {a([e.type for e in events])}::text[],"
             f" {a([e.store_id for e in events])}::text[], {a([e.subject for e in events])}::text[],"
             f" {a([e.version for e in events])}::int[], {a(payloads)}::jsonb[])"
-            " AS u(id, type, store_id, subject, version, payload)"
+            f" AS u(id, type, store_id, subject, version, payload){self._when()}"
         )
 
     def complete_idempotency(self, completion: Completion) -> None:
@@ -436,7 +504,7 @@ class _Statement:
         self._part(
             f"UPDATE idempotency_keys SET state = 'done', response_status = {a(completion.status)},"
             f" response_body = {a(completion.body.decode())}::jsonb"
-            f" WHERE owner = {a(completion.owner)} AND key = {a(completion.key)}"
+            f" WHERE owner = {a(completion.owner)} AND key = {a(completion.key)}{self.after_guard}"
         )
 
     def record_webhook(self, webhook: WebhookRecord, now: datetime) -> None:
@@ -444,18 +512,20 @@ class _Statement:
         detail = webhook.detail.decode() if webhook.detail is not None else None
         self._part(
             "INSERT INTO processed_webhooks (event_id, event_type, pgw_reference, payment_id, outcome, detail,"
-            f" received_at) VALUES ({a(webhook.event_id)}, {a(webhook.event_type)}, {a(webhook.pgw_reference)},"
-            f" {a(webhook.payment_id)}::text, {a(webhook.outcome)}, {a(detail)}::jsonb, {a(now)})"
+            f" received_at) SELECT {a(webhook.event_id)}::text, {a(webhook.event_type)}::text,"
+            f" {a(webhook.pgw_reference)}::text, {a(webhook.payment_id)}::text, {a(webhook.outcome)}::text,"
+            f" {a(detail)}::jsonb, {a(now)}::timestamptz{self._when()}"
         )
 
     def notify(self) -> None:
         # Relays in other processes LISTEN: delivered at commit, no extra round trip.
-        self.parts.append(f"n AS (SELECT pg_notify('{NOTIFY_CHANNEL}', ''))")
-        self.expected_updates.setdefault("n", 1)
+        self.notified = self._part(f"SELECT pg_notify('{NOTIFY_CHANNEL}', ''){self._when()}")
 
     def sql(self) -> tuple[Any, ...]:
-        counts = [f"(SELECT count(*) FROM {name}) AS {name}" for name in self.expected_updates]
-        select = "SELECT " + (", ".join(counts) if counts else "1 AS done")
+        exactly_one = " AND ".join(f"(SELECT count(*) FROM {name}) = 1" for name in self.checked) or "true"
+        select = f"SELECT smartpos_assert_saved({exactly_one})" + (
+            f", (SELECT count(*) FROM {self.notified}) AS notified" if self.notified else ""
+        )
         return ("WITH " + ",\n".join(self.parts) + "\n" + select, *self.args)
 
 

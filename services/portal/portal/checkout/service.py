@@ -4,9 +4,11 @@ offline sync and the overnight run) are thin callers of these."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from smartpos_shared.auth import Principal, Role
 from smartpos_shared.cache import CachedResource
@@ -19,12 +21,13 @@ from ..idempotency import Claim, Reply
 from ..pgw.gateway import Charge, new_reference
 from ..tenancy import Tenant, own_tenant, tenant_for, tenant_for_list
 from . import errors, repository
-from .model import Bill, Checkout, Line, Order, Resource, dumps
+from .model import Bill, Checkout, Line, Order, Payment, Resource, dumps
 from .repository import CheckoutRepository, WebhookRecord
 from .schemas import BillCreate, OrderCreate, PaymentCreate
 from .states import OrderStatus, PaymentMethod, PaymentStatus
 
 ORDER, BILL = "order", "bill"  # cache kinds: `order:{id}`, `bill:{id}`
+T = TypeVar("T")
 
 
 def _principal(ctx: RequestContext) -> Principal:
@@ -70,6 +73,38 @@ def _cache_after_commit(ctx: RequestContext, checkout: Checkout) -> None:
     for resource, _ in checkout.updated.values():
         if isinstance(resource, Order | Bill):
             ctx.after_commit(drop(ORDER if isinstance(resource, Order) else BILL, resource))
+
+
+Loader = Callable[[], Awaitable[Checkout | None]]
+
+
+async def _change(
+    ctx: RequestContext,
+    load: Loader,
+    lock: Loader,
+    transition: Callable[[Checkout, datetime], T],
+    save: Callable[[Checkout, datetime, T], Awaitable[bool]],
+    missing: str,
+) -> tuple[Checkout, T]:
+    """Read the aggregate, apply the transition, save it guarded by what was read: no transaction, two
+    statements. If a concurrent save got there first, do it again under the order's row lock, where the save
+    cannot lose. Domain errors raised by the transition reach the caller unchanged (nothing was written)."""
+    checkout = await load()
+    if checkout is None:
+        raise NotFound(missing)
+    now = ctx.now()
+    result = transition(checkout, now)
+    if await save(checkout, now, result):
+        return checkout, result
+    async with ctx.db.transaction():
+        checkout = await lock()
+        if checkout is None:
+            raise NotFound(missing)
+        now = ctx.now()
+        result = transition(checkout, now)
+        if not await save(checkout, now, result):
+            raise errors.ConcurrentChange()
+    return checkout, result
 
 
 # ---------------------------------------------------------------------- orders
@@ -150,17 +185,26 @@ async def update_order_status(ctx: RequestContext, order_id: str, status: OrderS
     """Complete (settled outside the platform) or cancel an open order."""
     tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_ORDER, order_id))
     repo = CheckoutRepository(ctx.db, tenant)
-    async with ctx.transaction():
-        checkout = await repo.lock_by_order(order_id)
-        if checkout is None:
-            raise NotFound("order not found")
-        now = ctx.now()
+
+    def transition(checkout: Checkout, now: datetime) -> None:
         if status is OrderStatus.canceled:
             checkout.cancel(now)
         else:
             checkout.complete_by_hand(now)
-        await repo.save(checkout, now, notify=ctx.notify_at_commit)
-        _cache_after_commit(ctx, checkout)
+
+    async def save(checkout: Checkout, now: datetime, _: None) -> bool:
+        return await repo.save(checkout, now, notify=ctx.notify_at_commit)
+
+    checkout, _ = await _change(
+        ctx,
+        lambda: repo.load_by_order(order_id),
+        lambda: repo.lock_by_order(order_id),
+        transition,
+        save,
+        "order not found",
+    )
+    _cache_after_commit(ctx, checkout)
+    await ctx.committed()
     return _latest(checkout, checkout.order)
 
 
@@ -170,17 +214,24 @@ async def update_order_status(ctx: RequestContext, order_id: str, status: OrderS
 async def create_bill(ctx: RequestContext, body: BillCreate, claim: Claim | None) -> Reply:
     tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_ORDER, body.order_id))
     repo = CheckoutRepository(ctx.db, tenant)
-    async with ctx.transaction():
-        checkout = await repo.lock_by_order(body.order_id)
-        if checkout is None:
-            raise NotFound("order not found")
-        now = ctx.now()
-        bill = checkout.bill_order(new_id("bil"), now)
-        data = _latest(checkout, bill)
-        await repo.save(
-            checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
-        )
-        _cache_after_commit(ctx, checkout)
+
+    def transition(checkout: Checkout, now: datetime) -> bytes:
+        return _latest(checkout, checkout.bill_order(new_id("bil"), now))
+
+    async def save(checkout: Checkout, now: datetime, data: bytes) -> bool:
+        completion = claim.completion(201, data) if claim else None
+        return await repo.save(checkout, now, completion=completion, notify=ctx.notify_at_commit)
+
+    checkout, data = await _change(
+        ctx,
+        lambda: repo.load_by_order(body.order_id),
+        lambda: repo.lock_by_order(body.order_id),
+        transition,
+        save,
+        "order not found",
+    )
+    _cache_after_commit(ctx, checkout)
+    await ctx.committed()
     return Reply(201, data)
 
 
@@ -210,23 +261,30 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
     """Cash succeeds at once; card and qr are sent to the gateway after the commit and stay pending."""
     tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_BILL, body.bill_id))
     repo = CheckoutRepository(ctx.db, tenant)
-    async with ctx.transaction():
-        checkout = await repo.lock_by_bill(body.bill_id)
-        if checkout is None:
-            raise NotFound("bill not found")
-        now = ctx.now()
+
+    def transition(checkout: Checkout, now: datetime) -> Payment:
         reference = None if body.method is PaymentMethod.cash else new_reference()
-        payment = checkout.take_payment(new_id("pay"), body.amount, body.method, reference, now)
-        data = _latest(checkout, payment)
-        await repo.save(
-            checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
-        )
-        _cache_after_commit(ctx, checkout)
-        if reference is not None:
-            charge = Charge(reference, payment.amount, payment.currency, payment.method)
-            gateway = ctx.gateway
-            ctx.after_commit(lambda: gateway.charge(charge))  # the gateway never hears of a payment we lost
-    return Reply(201, data)
+        return checkout.take_payment(new_id("pay"), body.amount, body.method, reference, now)
+
+    async def save(checkout: Checkout, now: datetime, payment: Payment) -> bool:
+        completion = claim.completion(201, _latest(checkout, payment)) if claim else None
+        return await repo.save(checkout, now, completion=completion, notify=ctx.notify_at_commit)
+
+    checkout, payment = await _change(
+        ctx,
+        lambda: repo.load_by_bill(body.bill_id),
+        lambda: repo.lock_by_bill(body.bill_id),
+        transition,
+        save,
+        "bill not found",
+    )
+    _cache_after_commit(ctx, checkout)
+    if payment.pgw_reference is not None:
+        charge = Charge(payment.pgw_reference, payment.amount, payment.currency, payment.method)
+        gateway = ctx.gateway
+        ctx.after_commit(lambda: gateway.charge(charge))  # the gateway never hears of a payment we lost
+    await ctx.committed()
+    return Reply(201, _latest(checkout, payment))
 
 
 async def get_payment(ctx: RequestContext, payment_id: str) -> bytes:
@@ -272,34 +330,49 @@ async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> Gatew
     if found["seen"]:
         return GatewayResult(WebhookOutcome.duplicate, "duplicate")
     repo = CheckoutRepository(ctx.db, Tenant(found["merchant_id"]))
-    async with ctx.transaction():
-        checkout = await repo.lock_by_order(found["order_id"])
-        assert checkout is not None, "a payment's order exists under the payment's merchant"
-        payment = checkout.payment(found["id"])
-        now = ctx.now()
+    payment_id, bill_id = found["id"], found["bill_id"]
 
-        def record(outcome: str, detail: dict[str, int] | None = None) -> WebhookRecord:
-            return WebhookRecord(
-                event.id, event.type, event.pgw_reference, payment.id, outcome, dumps(detail) if detail else None
-            )
+    def record(payment: Payment, outcome: str, detail: dict[str, int] | None = None) -> WebhookRecord:
+        return WebhookRecord(
+            event.id, event.type, event.pgw_reference, payment.id, outcome, dumps(detail) if detail else None
+        )
 
+    def transition(checkout: Checkout, now: datetime) -> GatewayResult:
+        payment = checkout.payment(payment_id)
         if payment.status is not PaymentStatus.pending:
-            label = f"ignored_payment_{payment.status}"
-            if not await repo.record_webhook_only(record(label), now):
-                return GatewayResult(WebhookOutcome.duplicate, "duplicate")  # a concurrent copy was first
-            return GatewayResult(WebhookOutcome.ignored, label)
+            return GatewayResult(WebhookOutcome.ignored, f"ignored_payment_{payment.status}")
         if event.type == "payment.succeeded" and event.amount != payment.amount:
             detail = {"expected_amount": payment.amount, "received_amount": event.amount}
-            if not await repo.record_webhook_only(record(WebhookOutcome.amount_mismatch, detail), now):
-                return GatewayResult(WebhookOutcome.duplicate, "duplicate")
             return GatewayResult(WebhookOutcome.amount_mismatch, WebhookOutcome.amount_mismatch, detail)
         if event.type == "payment.succeeded":
             checkout.succeed(payment, now)
         else:
             checkout.fail(payment, "declined_by_gateway", now)
-        await repo.save(checkout, now, webhook=record(event.type), notify=ctx.notify_at_commit)
-        _cache_after_commit(ctx, checkout)
-    return GatewayResult(WebhookOutcome.applied, event.type)
+        return GatewayResult(WebhookOutcome.applied, event.type)
+
+    recorded: list[bool] = []
+
+    async def save(checkout: Checkout, now: datetime, result: GatewayResult) -> bool:
+        payment = checkout.payment(payment_id)
+        if result.outcome is WebhookOutcome.applied:
+            return await repo.save(checkout, now, webhook=record(payment, event.type), notify=ctx.notify_at_commit)
+        # Nothing changes: the event is only recorded (once; a concurrent copy may have been first).
+        recorded.append(await repo.record_webhook_only(record(payment, result.label, result.detail), now))
+        return True
+
+    checkout, result = await _change(
+        ctx,
+        lambda: repo.load_by_bill(bill_id),
+        lambda: repo.lock_by_bill(bill_id),
+        transition,
+        save,
+        "payment not found",
+    )
+    if recorded and not recorded[-1]:
+        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
+    _cache_after_commit(ctx, checkout)
+    await ctx.committed()
+    return result
 
 
 __all__ = [

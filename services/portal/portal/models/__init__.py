@@ -85,6 +85,9 @@ class Order(Base):
     canceled_at: Mapped[datetime | None] = mapped_column()
     # Units on the order (sum of line quantities), denormalised for lists, receipts and dashboards.
     item_count: Mapped[int] = mapped_column(Integer)
+    # Counts every change of the order's aggregate (order, bill, payments): the checkout's optimistic saves are
+    # guarded by it (portal/checkout/repository.py). Internal; not in the API.
+    lock_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class OrderLine(Base):
