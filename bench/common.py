@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,48 @@ class ProcessCpu:
     def cores(self) -> dict[str, float]:
         """Average cores each process kept busy over the phase."""
         return {name: round(used / self.wall_seconds, 3) for name, used in self.seconds.items()}
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat (busy: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest time is inside user)
+    return total - fields[3] - fields[4], total
+
+
+def _program_ticks() -> dict[str, int]:
+    """User + system clock ticks of every live process, summed by program name (comm)."""
+    ticks: dict[str, int] = defaultdict(int)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue  # exited while we looked
+        fields = rest.split()
+        ticks[head.split("(", 1)[1]] += int(fields[11]) + int(fields[12])
+    return ticks
+
+
+class MachineCpu:
+    """How busy the whole machine was over a phase, and which programs kept it busy (PostgreSQL backends,
+    redis-server, nats-server, the Python processes...). Processes that exited during the phase are missed."""
+
+    def __enter__(self) -> MachineCpu:
+        self._busy, self._total = _machine_jiffies()
+        self._programs = _program_ticks()
+        self._wall = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self._wall
+        busy, total = _machine_jiffies()
+        cores = os.cpu_count() or 1
+        self.busy_share = round((busy - self._busy) / max(1, total - self._total), 3)
+        self.cores_busy = round(self.busy_share * cores, 2)
+        hz = os.sysconf("SC_CLK_TCK")
+        now = _program_ticks()
+        used = {name: (ticks - self._programs.get(name, 0)) / hz / wall for name, ticks in now.items()}
+        self.programs = {name: round(c, 2) for name, c in sorted(used.items(), key=lambda kv: -kv[1]) if c >= 0.01}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

@@ -46,7 +46,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, CpuMeter, ProcessCpu, Server, percentiles, save, table
+from bench.common import ROOT, CpuMeter, MachineCpu, ProcessCpu, Server, percentiles, save, table
 from bench.history import seed_past_orders
 from device_auth.clients.bootstrap import bootstrap
 from portal.pgw.signature import sign
@@ -271,7 +271,7 @@ async def checkout_phase(stack: Stack, world: dict[str, Any], label: str) -> dic
         commits_before = await db_commits(stats, stack.db_names)
         statements_before = await portal_statements(http, stack.portal)
         events_before = await outbox_rows(stats)
-        with CpuMeter() as meter, ProcessCpu(stack.pids()) as cpu:
+        with CpuMeter() as meter, ProcessCpu(stack.pids()) as cpu, MachineCpu() as machine:
             until = time.monotonic() + SECONDS
             flows = await asyncio.gather(
                 *(
@@ -332,6 +332,13 @@ async def checkout_phase(stack: Stack, world: dict[str, Any], label: str) -> dic
                 "smarttab_ms_per_socket_delivery": cpu.ms_per("smarttab", delivered),
                 "relay_ms_per_event": cpu.ms_per("relay", events),
                 "cores_busy": cpu.cores(),
+            },
+            # The whole machine over the phase: its busy share, and the cores each program kept busy (the
+            # load generator is `python`'s share less the services').
+            "machine_cpu": {
+                "busy_share": machine.busy_share,
+                "cores_busy": machine.cores_busy,
+                "by_program": machine.programs,
             },
         },
         "feed": {
@@ -648,6 +655,11 @@ async def main() -> None:
             f"{cpu['relay_ms_per_event']} / {cpu['smarttab_ms_per_socket_delivery']}",
         ),
         ("cores busy (portal, device-auth, smarttab, relay)", cpu["cores_busy"]),
+        (
+            "machine: cores busy of all; top programs",
+            f"{checkout['machine_cpu']['cores_busy']} of {os.cpu_count()};"
+            f" {dict(list(checkout['machine_cpu']['by_program'].items())[:6])}",
+        ),
         ("feed commit-to-socket p50/p95/p99 ms", _pct(feed["commit_to_socket"])),
         ("  of which after the 201 response p50/p95/p99 ms", _pct(feed["response_to_socket"])),
         (

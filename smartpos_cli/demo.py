@@ -2,7 +2,8 @@
 
 An operator (the platform admin client) creates a merchant, a store and a product; a terminal registers its
 EC P-256 key, signs in with a `private_key_jwt` assertion, rings up an order, bills it and pays by card; the
-mock gateway's signed webhook completes the order. Every request is printed with the key fields of its answer,
+mock gateway's signed webhook completes the order; then one cup is refunded to the card, settled by the gateway's
+signed refund webhook. Every request is printed with the key fields of its answer,
 so the output doubles as a walkthrough of the API.
 """
 
@@ -240,7 +241,33 @@ def run_demo(
         paid = _expect(client.get(f"{portal_url}/bills/{bill['id']}", headers=as_device), 200, "read bill")
         echo(f"→ GET  {portal_url}/bills/{bill['id']}")
         echo(f"  ← 200 {_fields(paid, 'status', 'paid_amount', 'paid_at')}")
-        echo(f"checkout complete: order {order['id']} completed, bill {bill['id']} {paid['status']}")
+
+        # One cup goes back: a partial refund to the same card, settled by the gateway's refund webhook.
+        refund_key = f"demo-{uuid.uuid4().hex}"
+        refund_body = {"payment_id": payment["id"], "amount": product["unit_price"], "reason": "one cup spilled"}
+        echo(f"→ POST {portal_url}/refunds  Idempotency-Key: {refund_key}  {json.dumps(refund_body)}")
+        refund = _expect(
+            client.post(
+                f"{portal_url}/refunds", json=refund_body, headers={**as_device, "Idempotency-Key": refund_key}
+            ),
+            201,
+            "refund one cup",
+        )
+        echo(f"  ← 201 {_fields(refund, 'id', 'status', 'amount', 'method')}")
+        echo(f"→ GET  {portal_url}/refunds/{refund['id']}  (until the gateway's refund webhook settles it)")
+        while refund["status"] == "pending":
+            if time.monotonic() >= deadline + completion_wait:
+                raise DemoError(f"refund {refund['id']} is still pending after {completion_wait:.0f} s")
+            time.sleep(0.2)
+            refund = _expect(client.get(f"{portal_url}/refunds/{refund['id']}", headers=as_device), 200, "read refund")
+        echo(f"  ← 200 {_fields(refund, 'status', 'amount')}")
+        net = _expect(client.get(f"{portal_url}/orders/{order['id']}", headers=as_device), 200, "read order")
+        echo(f"→ GET  {portal_url}/orders/{order['id']}")
+        echo(f"  ← 200 {_fields(net, 'status', 'total_amount', 'refunded_amount')}")
+        echo(
+            f"checkout complete: order {order['id']} completed, bill {bill['id']} {paid['status']},"
+            f" refund {refund['id']} {refund['status']} ({refund['amount']} back to the card)"
+        )
         return {
             "merchant_id": merchant["id"],
             "store_id": store["id"],
@@ -249,4 +276,5 @@ def run_demo(
             "order_id": order["id"],
             "bill_id": bill["id"],
             "payment_id": payment["id"],
+            "refund_id": refund["id"],
         }

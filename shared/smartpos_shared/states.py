@@ -27,6 +27,12 @@ class PaymentStatus(StrEnum):
     canceled = "canceled"
 
 
+class RefundStatus(StrEnum):
+    pending = "pending"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
 class PaymentMethod(StrEnum):
     card = "card"
     qr = "qr"

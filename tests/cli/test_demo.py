@@ -32,6 +32,8 @@ STEPS = (
     "POST {portal}/bills",
     "POST {portal}/payments  Idempotency-Key",
     "GET  {portal}/orders/",
+    "POST {portal}/refunds  Idempotency-Key",
+    "GET  {portal}/refunds/",
 )
 
 
@@ -73,6 +75,7 @@ def assert_whole_checkout(result: subprocess.CompletedProcess[str], portal: str,
         position = found
     assert "status=completed" in out
     assert "checkout complete: order ord_" in out and "paid" in out.splitlines()[-1]
+    assert "refunded_amount=450" in out and "succeeded (450 back to the card)" in out.splitlines()[-1]
 
 
 def test_demo_checks_out_with_credentials_file_and_url_options(

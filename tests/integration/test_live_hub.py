@@ -201,6 +201,16 @@ async def test_live_store_view_is_built_from_events(
         await asyncio.sleep(0.1)
     assert [o["id"] for o in view["open_orders"]] == [open_order["id"]]
     assert view["today"] == {"orders": 2, "completed": 1, "revenue": 1200}
+    # A refund reaches the view through order.updated: today's revenue is net of it.
+    payment = (await portal.get(f"/payments?bill_id={b['id']}", headers=tenant.as_device)).json()["items"][0]
+    refund = await portal.post("/refunds", json={"payment_id": payment["id"], "amount": 450}, headers=tenant.as_device)
+    assert refund.status_code == 201, refund.text
+    for _ in range(50):
+        view = httpx.get(url, headers=tenant.as_merchant).json()
+        if view["today"]["revenue"] != 1200:
+            break
+        await asyncio.sleep(0.1)
+    assert view["today"] == {"orders": 2, "completed": 1, "revenue": 750}
     assert httpx.get(url, headers=tenant.as_device).status_code == 200
     assert httpx.get(f"{hubs[1].url}/stores/{tenant.other_store_id}/live", headers=tenant.as_device).status_code == 404
     assert httpx.get(url).status_code == 401

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from portal.pgw.gateway import Charge, HttpGateway, ManualGateway, MockGateway, gateway_for
+from portal.pgw.gateway import Charge, HttpGateway, ManualGateway, MockGateway, RefundRequest, gateway_for
 from portal.settings import PortalSettings
 
 
@@ -26,6 +26,29 @@ async def test_http_gateway_sends_the_charge_with_our_reference_as_idempotency_k
     assert request.headers["authorization"] == "Bearer pk_test_1"
     assert request.headers["idempotency-key"] == "pgwref_1"
     assert json.loads(request.content) == {"reference": "pgwref_1", "amount": 1200, "currency": "JPY", "method": "card"}
+
+
+async def test_http_gateway_sends_refunds_and_cancels_with_idempotency_keys() -> None:
+    seen: list[httpx.Request] = []
+
+    def fake_gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201 if request.url.path == "/refunds" else 200, json={"status": "accepted"})
+
+    gateway = HttpGateway("https://pgw.example", "pk_test_1", transport=httpx.MockTransport(fake_gateway))
+    await gateway.refund(RefundRequest("pgwref_r1", "pgwref_c1", 300, "JPY"))
+    await gateway.cancel("pgwref_c2")
+    await gateway.close()
+    refund, cancel = seen
+    assert (refund.method, refund.url.path, refund.headers["idempotency-key"]) == ("POST", "/refunds", "pgwref_r1")
+    assert json.loads(refund.content) == {
+        "reference": "pgwref_r1",
+        "charge_reference": "pgwref_c1",
+        "amount": 300,
+        "currency": "JPY",
+    }
+    assert (cancel.method, cancel.url.path) == ("POST", "/charges/pgwref_c2/cancel")
+    assert cancel.headers["idempotency-key"] == "cancel-pgwref_c2"
 
 
 async def test_http_gateway_failure_leaves_the_payment_to_the_webhook() -> None:

@@ -51,7 +51,15 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
         settings,
         title="SmartPOS portal",
         description="SmartPOS core portal: orders, bills, payments, catalog, merchants and stores.",
-        routers=[merchants_router, catalog_router, checkout.orders, checkout.bills, checkout.payments, webhooks_router],
+        routers=[
+            merchants_router,
+            catalog_router,
+            checkout.orders,
+            checkout.bills,
+            checkout.payments,
+            checkout.refunds,
+            webhooks_router,
+        ],
         extensions=[
             pool_extension,
             token_verification(jwks_loader),

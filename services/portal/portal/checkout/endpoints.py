@@ -15,14 +15,27 @@ from ..idempotency import IdempotencyKeyHeader, idempotent
 from ..schemas import ULID
 from . import service
 from .model import dumps
-from .schemas import BillCreate, BillPublic, OrderCreate, OrderPublic, OrderStatusUpdate, PaymentCreate, PaymentPublic
-from .states import OrderStatus
+from .schemas import (
+    BillCreate,
+    BillPublic,
+    OrderCreate,
+    OrderPublic,
+    OrderStatusUpdate,
+    PaymentCreate,
+    PaymentPublic,
+    RefundCreate,
+    RefundPublic,
+)
+from .states import OrderStatus, PaymentStatus
 
 orders = APIRouter(prefix="/orders", tags=["orders"], responses=COMMON_ERRORS)
 bills = APIRouter(prefix="/bills", tags=["bills"], responses=COMMON_ERRORS)
 payments = APIRouter(prefix="/payments", tags=["payments"], responses=COMMON_ERRORS)
+refunds = APIRouter(prefix="/refunds", tags=["refunds"], responses=COMMON_ERRORS)
 
 OrderIdPath = Annotated[str, Path(pattern=rf"^ord_{ULID}$")]
+PaymentIdPath = Annotated[str, Path(pattern=rf"^pay_{ULID}$")]
+MerchantQuery = Annotated[str | None, Query(pattern=rf"^mer_{ULID}$", description="admins: whose resources")]
 JSON = "application/json"
 
 
@@ -114,6 +127,69 @@ async def create_payment(
     return await idempotent(ctx, request, idempotency_key, body, lambda claim: service.create_payment(ctx, body, claim))
 
 
+def _page(rows: list[dict[str, object]], limit: int) -> Response:
+    items = rows[:limit]
+    next_cursor = encode_cursor(str(items[-1]["id"])) if len(rows) > limit and items else None
+    return _json(dumps({"items": items, "next_cursor": next_cursor}))
+
+
+@payments.get(
+    "", response_model=Page[PaymentPublic], responses=NOT_FOUND, summary="List payments, newest first (by bill, status)"
+)
+async def list_payments(
+    ctx: ContextDep,
+    merchant_id: MerchantQuery = None,
+    bill_id: Annotated[str | None, Query(pattern=rf"^bil_{ULID}$")] = None,
+    status_filter: Annotated[PaymentStatus | None, Query(alias="status")] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Response:
+    rows = await service.list_payments(ctx, merchant_id, bill_id, status_filter, decode_cursor(cursor, "pay"), limit)
+    return _page(rows, limit)
+
+
 @payments.get("/{payment_id}", response_model=PaymentPublic, responses=NOT_FOUND, summary="Get a payment")
-async def get_payment(payment_id: Annotated[str, Path(pattern=rf"^pay_{ULID}$")], ctx: ContextDep) -> Response:
+async def get_payment(payment_id: PaymentIdPath, ctx: ContextDep) -> Response:
     return _json(await service.get_payment(ctx, payment_id))
+
+
+@payments.post(
+    "/{payment_id}/void",
+    response_model=PaymentPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Void a pending payment before the gateway confirms it (the gateway is told); any other status: 409",
+)
+async def void_payment(payment_id: PaymentIdPath, ctx: ContextDep) -> Response:
+    return _json(await service.void_payment(ctx, payment_id))
+
+
+@refunds.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RefundPublic,
+    responses={**NOT_FOUND, **CONFLICT},
+    summary="Refund part or all of a succeeded payment to the same tender: cash at once, card and qr through "
+    "the gateway (pending until its webhook)",
+)
+async def create_refund(
+    request: Request, body: RefundCreate, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    return await idempotent(ctx, request, idempotency_key, body, lambda claim: service.create_refund(ctx, body, claim))
+
+
+@refunds.get(
+    "", response_model=Page[RefundPublic], responses=NOT_FOUND, summary="List refunds, newest first (by payment)"
+)
+async def list_refunds(
+    ctx: ContextDep,
+    merchant_id: MerchantQuery = None,
+    payment_id: Annotated[str | None, Query(pattern=rf"^pay_{ULID}$")] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Response:
+    return _page(await service.list_refunds(ctx, merchant_id, payment_id, decode_cursor(cursor, "ref"), limit), limit)
+
+
+@refunds.get("/{refund_id}", response_model=RefundPublic, responses=NOT_FOUND, summary="Get a refund")
+async def get_refund(refund_id: Annotated[str, Path(pattern=rf"^ref_{ULID}$")], ctx: ContextDep) -> Response:
+    return _json(await service.get_refund(ctx, refund_id))

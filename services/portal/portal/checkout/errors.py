@@ -66,3 +66,21 @@ class ConcurrentChange(ServiceUnavailable):
 
     def __init__(self) -> None:
         super().__init__("the resource changed concurrently; retry", headers={"Retry-After": "1"})
+
+
+class PaymentNotRefundable(Conflict):
+    code = "payment_not_refundable"
+
+
+class PaymentNotVoidable(Conflict):
+    code = "payment_not_voidable"
+
+
+class RefundExceedsPayment(Unprocessable):
+    code = "refund_exceeds_payment"
+
+    def __init__(self, refundable: int) -> None:
+        super().__init__(
+            f"amount exceeds what is left to refund on the payment ({refundable}, counting pending refunds)",
+            extra={"refundable_amount": refundable},
+        )

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from . import errors
-from .states import PAYABLE_BILL, BillStatus, OrderStatus, PaymentMethod, PaymentStatus
+from .states import PAYABLE_BILL, BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
 
 JSON_OPTIONS = orjson.OPT_UTC_Z
 
@@ -53,6 +53,7 @@ class Order:
     canceled_at: datetime | None
     item_count: int
     lines: list[Line]
+    refunded_amount: int = 0
 
     def body(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class Order:
             ],
             "item_count": self.item_count,
             "total_amount": self.total_amount,
+            "refunded_amount": self.refunded_amount,
             "currency": self.currency,
             "version": self.version,
             "created_at": self.created_at,
@@ -95,6 +97,7 @@ class Bill:
     version: int
     created_at: datetime
     updated_at: datetime
+    refunded_amount: int = 0
 
     def body(self) -> dict[str, Any]:
         return {
@@ -105,6 +108,7 @@ class Bill:
             "status": self.status,
             "total_amount": self.total_amount,
             "paid_amount": self.paid_amount,
+            "refunded_amount": self.refunded_amount,
             "currency": self.currency,
             "paid_at": self.paid_at,
             "version": self.version,
@@ -129,6 +133,13 @@ class Payment:
     version: int
     created_at: datetime
     updated_at: datetime
+    refunded_amount: int = 0  # succeeded refunds
+    refund_pending_amount: int = 0  # refunds the gateway has not settled yet
+    captured_after_void_at: datetime | None = None
+
+    @property
+    def refundable_amount(self) -> int:
+        return self.amount - self.refunded_amount - self.refund_pending_amount
 
     def body(self) -> dict[str, Any]:
         return {
@@ -143,13 +154,56 @@ class Payment:
             "status": self.status,
             "pgw_reference": self.pgw_reference,
             "failure_reason": self.failure_reason,
+            "refunded_amount": self.refunded_amount,
+            "refund_pending_amount": self.refund_pending_amount,
+            "captured_after_void_at": self.captured_after_void_at,
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
 
 
-Resource = Order | Bill | Payment
+@dataclass(slots=True, eq=False)  # identity: the aggregate tracks these objects
+class Refund:
+    id: str
+    merchant_id: str
+    store_id: str
+    order_id: str
+    bill_id: str
+    payment_id: str
+    amount: int
+    currency: str
+    method: PaymentMethod
+    status: RefundStatus
+    reason: str | None
+    pgw_reference: str | None
+    failure_reason: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "payment_id": self.payment_id,
+            "bill_id": self.bill_id,
+            "order_id": self.order_id,
+            "merchant_id": self.merchant_id,
+            "store_id": self.store_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "method": self.method,
+            "status": self.status,
+            "reason": self.reason,
+            "pgw_reference": self.pgw_reference,
+            "failure_reason": self.failure_reason,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+Resource = Order | Bill | Payment | Refund
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +228,7 @@ class Checkout:
     order: Order
     bill: Bill | None = None
     payments: list[Payment] = field(default_factory=list)
+    refunds: list[Refund] = field(default_factory=list)  # of the bill's payments
     # The aggregate's change counter as read (orders.lock_version); None for an order created in this request.
     lock_version: int | None = None
     events: list[Event] = field(default_factory=list)
@@ -305,6 +360,68 @@ class Checkout:
         payment.status, payment.failure_reason = PaymentStatus.failed, reason
         self._record("payment.failed", payment)
 
+    def void(self, payment: Payment, now: datetime) -> None:
+        """pending → canceled, before the gateway confirmed it: what it reserved is free to pay again."""
+        if payment.status is not PaymentStatus.pending:
+            raise errors.PaymentNotVoidable(f"the payment is {payment.status}; only pending payments are voided")
+        self._change(payment, now)
+        payment.status = PaymentStatus.canceled
+        self._record("payment.canceled", payment)
+
+    def captured_after_void(self, payment: Payment, refund_id: str, pgw_reference: str, now: datetime) -> Refund:
+        """The gateway captured a payment we had voided: it never pays the bill. It is marked for review and its
+        whole amount refunded at once (a refund sent to the gateway, settled by its webhook like any other)."""
+        assert payment.status is PaymentStatus.canceled and payment.captured_after_void_at is None
+        self._change(payment, now)
+        payment.captured_after_void_at = now
+        self._record("payment.captured_after_void", payment)
+        return self._new_refund(payment, refund_id, payment.amount, "captured_after_void", pgw_reference, now)
+
+    def refund(
+        self,
+        payment: Payment,
+        refund_id: str,
+        amount: int,
+        reason: str | None,
+        pgw_reference: str | None,
+        now: datetime,
+    ) -> Refund:
+        """Part or all of what is left of a succeeded payment goes back to the same tender. Cash is given back at
+        once; card and qr are pending until the gateway settles them."""
+        if payment.status is not PaymentStatus.succeeded:
+            raise errors.PaymentNotRefundable(f"the payment is {payment.status}; only succeeded payments are refunded")
+        if amount > payment.refundable_amount:
+            raise errors.RefundExceedsPayment(payment.refundable_amount)
+        refund = self._new_refund(payment, refund_id, amount, reason, pgw_reference, now)
+        if payment.method is PaymentMethod.cash:
+            self.settle_refund(refund, succeeded=True, reason=None, now=now)
+        return refund
+
+    def settle_refund(self, refund: Refund, *, succeeded: bool, reason: str | None, now: datetime) -> None:
+        """pending → succeeded (the money is back with the customer: the payment, bill and order count it) or
+        failed (the reserved amount is refundable again)."""
+        assert refund.status is RefundStatus.pending
+        payment = self.payment(refund.payment_id)
+        self._change(refund, now)
+        self._change(payment, now)
+        payment.refund_pending_amount -= refund.amount
+        if not succeeded:
+            refund.status, refund.failure_reason = RefundStatus.failed, reason
+            self._record("refund.failed", refund)
+            return
+        refund.status = RefundStatus.succeeded
+        payment.refunded_amount += refund.amount
+        self._record("refund.succeeded", refund)
+        if payment.status is PaymentStatus.succeeded:  # a captured-after-void payment never counted
+            bill = self.bill
+            assert bill is not None
+            self._change(bill, now)
+            bill.refunded_amount += refund.amount
+            self._record("bill.updated", bill)
+            self._change(self.order, now)
+            self.order.refunded_amount += refund.amount
+            self._record("order.updated", self.order)
+
     def complete_by_hand(self, now: datetime) -> None:
         """Settled outside the platform: an untouched bill is no longer collectable, a partly paid one takes no
         more payments (the order is no longer open)."""
@@ -327,6 +444,43 @@ class Checkout:
 
     def payment(self, payment_id: str) -> Payment:
         return next(p for p in self.payments if p.id == payment_id)
+
+    def refund_by_id(self, refund_id: str) -> Refund:
+        return next(r for r in self.refunds if r.id == refund_id)
+
+    def _new_refund(
+        self,
+        payment: Payment,
+        refund_id: str,
+        amount: int,
+        reason: str | None,
+        pgw_reference: str | None,
+        now: datetime,
+    ) -> Refund:
+        self._change(payment, now)
+        payment.refund_pending_amount += amount
+        refund = Refund(
+            id=refund_id,
+            merchant_id=payment.merchant_id,
+            store_id=payment.store_id,
+            order_id=payment.order_id,
+            bill_id=payment.bill_id,
+            payment_id=payment.id,
+            amount=amount,
+            currency=payment.currency,
+            method=payment.method,
+            status=RefundStatus.pending,
+            reason=reason,
+            pgw_reference=None if payment.method is PaymentMethod.cash else pgw_reference,
+            failure_reason=None,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        self.refunds.append(refund)
+        self.inserted.append(refund)
+        self._record("refund.created", refund)
+        return refund
 
     def _check_can_close(self) -> None:
         if self.order.status is not OrderStatus.open:

@@ -32,8 +32,8 @@ from smartpos_shared.pg import Db
 
 from ..tenancy import Tenant
 from . import errors
-from .model import Bill, Checkout, Event, Line, Order, Payment
-from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus
+from .model import Bill, Checkout, Event, Line, Order, Payment, Refund
+from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
 
 SOURCE = "portal"
 
@@ -67,19 +67,24 @@ class StoreCatalog:
 
 _ORDER_COLUMNS = (
     "o.id, o.merchant_id, o.store_id, o.status, o.total_amount, o.currency, o.version, o.created_at, o.updated_at,"
-    " o.completed_at, o.canceled_at, o.item_count, o.lock_version"
+    " o.completed_at, o.canceled_at, o.item_count, o.lock_version, o.refunded_amount"
 )
 _LINES = """
     (SELECT array_agg(ROW(l.line_no, l.product_id, l.name, l.quantity, l.unit_price) ORDER BY l.line_no)
        FROM order_lines l WHERE l.order_id = o.id AND l.merchant_id = o.merchant_id) AS lines"""
 _BILL_COLUMNS = (
     "b.id AS b_id, b.status AS b_status, b.total_amount AS b_total, b.paid_amount AS b_paid,"
-    " b.paid_at AS b_paid_at, b.version AS b_version, b.created_at AS b_created_at, b.updated_at AS b_updated_at"
+    " b.paid_at AS b_paid_at, b.version AS b_version, b.created_at AS b_created_at, b.updated_at AS b_updated_at,"
+    " b.refunded_amount AS b_refunded"
 )
 _PAYMENTS = """
     (SELECT array_agg(ROW(p.id, p.amount, p.method, p.status, p.pgw_reference, p.failure_reason, p.version,
-                          p.created_at, p.updated_at) ORDER BY p.id)
-       FROM payments p WHERE p.bill_id = b.id AND p.merchant_id = b.merchant_id) AS payments"""
+                          p.created_at, p.updated_at, p.refunded_amount, p.refund_pending_amount,
+                          p.captured_after_void_at) ORDER BY p.id)
+       FROM payments p WHERE p.bill_id = b.id AND p.merchant_id = b.merchant_id) AS payments,
+    (SELECT array_agg(ROW(r.id, r.payment_id, r.amount, r.method, r.status, r.reason, r.pgw_reference,
+                          r.failure_reason, r.version, r.created_at, r.updated_at) ORDER BY r.id)
+       FROM refunds r WHERE r.bill_id = b.id AND r.merchant_id = b.merchant_id) AS refunds"""
 
 # The whole aggregate in one statement (one snapshot): the order, its lines, its live bill and that bill's payments.
 LOAD_BY_ORDER = f"""
@@ -92,7 +97,17 @@ LOAD_BY_BILL = f"""
 SELECT {_ORDER_COLUMNS}, {_LINES}, {_BILL_COLUMNS}, {_PAYMENTS}
 FROM bills b JOIN orders o ON o.id = b.order_id AND o.merchant_id = b.merchant_id
 WHERE b.id = $1 AND b.merchant_id = $2 AND ($3::text IS NULL OR b.store_id = $3)"""
+# By a payment's id: its bill's aggregate.
+LOAD_BY_PAYMENT = f"""
+SELECT {_ORDER_COLUMNS}, {_LINES}, {_BILL_COLUMNS}, {_PAYMENTS}
+FROM payments p0 JOIN bills b ON b.id = p0.bill_id AND b.merchant_id = p0.merchant_id
+JOIN orders o ON o.id = b.order_id AND o.merchant_id = b.merchant_id
+WHERE p0.id = $1 AND p0.merchant_id = $2 AND ($3::text IS NULL OR p0.store_id = $3)"""
 LOCK_ORDER = "SELECT id FROM orders WHERE id = $1 AND merchant_id = $2 FOR UPDATE"
+LOCK_ORDER_OF_PAYMENT = """
+SELECT o.id FROM orders o
+WHERE o.id = (SELECT p.order_id FROM payments p WHERE p.id = $1 AND p.merchant_id = $2) AND o.merchant_id = $2
+FOR UPDATE OF o"""
 LOCK_ORDER_OF_BILL = """
 SELECT o.id FROM orders o
 WHERE o.id = (SELECT b.order_id FROM bills b WHERE b.id = $1 AND b.merchant_id = $2) AND o.merchant_id = $2
@@ -103,13 +118,20 @@ WHERE o.id = $1 AND o.merchant_id = $2 AND ($3::text IS NULL OR o.store_id = $3)
 
 GET_BILL = """
 SELECT b.id, b.merchant_id, b.store_id, b.order_id, b.status, b.total_amount, b.paid_amount, b.currency, b.paid_at,
-       b.version, b.created_at, b.updated_at
+       b.version, b.created_at, b.updated_at, b.refunded_amount
 FROM bills b WHERE b.id = $1 AND b.merchant_id = $2 AND ($3::text IS NULL OR b.store_id = $3)"""
 
-GET_PAYMENT = """
-SELECT p.id, p.merchant_id, p.store_id, p.bill_id, p.order_id, p.amount, p.currency, p.method, p.status,
-       p.pgw_reference, p.failure_reason, p.version, p.created_at, p.updated_at
+_PAYMENT_COLUMNS = """p.id, p.merchant_id, p.store_id, p.bill_id, p.order_id, p.amount, p.currency, p.method, p.status,
+       p.pgw_reference, p.failure_reason, p.version, p.created_at, p.updated_at, p.refunded_amount,
+       p.refund_pending_amount, p.captured_after_void_at"""
+GET_PAYMENT = f"""
+SELECT {_PAYMENT_COLUMNS}
 FROM payments p WHERE p.id = $1 AND p.merchant_id = $2 AND ($3::text IS NULL OR p.store_id = $3)"""
+_REFUND_COLUMNS = """r.id, r.merchant_id, r.store_id, r.order_id, r.bill_id, r.payment_id, r.amount, r.currency,
+       r.method, r.status, r.reason, r.pgw_reference, r.failure_reason, r.version, r.created_at, r.updated_at"""
+GET_REFUND = f"""
+SELECT {_REFUND_COLUMNS}
+FROM refunds r WHERE r.id = $1 AND r.merchant_id = $2 AND ($3::text IS NULL OR r.store_id = $3)"""
 
 STORE_CATALOG = """
 SELECT s.id, m.currency, p.ids, p.names, p.prices
@@ -125,11 +147,16 @@ RESOLVE_ORDER = "SELECT merchant_id FROM orders WHERE id = $1 /* tenant-resoluti
 RESOLVE_BILL = "SELECT merchant_id FROM bills WHERE id = $1 /* tenant-resolution */"
 RESOLVE_PAYMENT = "SELECT merchant_id FROM payments WHERE id = $1 /* tenant-resolution */"
 RESOLVE_STORE = "SELECT merchant_id FROM stores WHERE id = $1 /* tenant-resolution */"
+RESOLVE_REFUND = "SELECT merchant_id FROM refunds WHERE id = $1 /* tenant-resolution */"
 # The gateway's reference → the payment's merchant, bill and id; and whether this gateway event id was applied
 # already (event ids are the gateway's, not a tenant's).
 RESOLVE_REFERENCE = """
 SELECT p.merchant_id, p.bill_id, p.id, EXISTS (SELECT 1 FROM processed_webhooks w WHERE w.event_id = $2) AS seen
 FROM payments p WHERE p.pgw_reference = $1 /* tenant-resolution */"""
+# The same for a refund's gateway reference: the refund's merchant, bill and id.
+RESOLVE_REFUND_REFERENCE = """
+SELECT r.merchant_id, r.bill_id, r.id, EXISTS (SELECT 1 FROM processed_webhooks w WHERE w.event_id = $2) AS seen
+FROM refunds r WHERE r.pgw_reference = $1 /* tenant-resolution */"""
 
 
 def _order(row: asyncpg.Record) -> Order:
@@ -147,6 +174,7 @@ def _order(row: asyncpg.Record) -> Order:
         canceled_at=row["canceled_at"],
         item_count=row["item_count"],
         lines=[Line(*line) for line in row["lines"] or ()],
+        refunded_amount=row["refunded_amount"],
     )
 
 
@@ -167,8 +195,22 @@ def _checkout(row: asyncpg.Record) -> Checkout:
             version=row["b_version"],
             created_at=row["b_created_at"],
             updated_at=row["b_updated_at"],
+            refunded_amount=row["b_refunded"],
         )
-        for p_id, amount, method, status, reference, reason, version, created_at, updated_at in row["payments"] or ():
+        for (
+            p_id,
+            amount,
+            method,
+            status,
+            reference,
+            reason,
+            version,
+            created_at,
+            updated_at,
+            refunded,
+            refund_pending,
+            captured_after_void_at,
+        ) in row["payments"] or ():
             checkout.payments.append(
                 Payment(
                     id=p_id,
@@ -182,6 +224,32 @@ def _checkout(row: asyncpg.Record) -> Checkout:
                     status=PaymentStatus(status),
                     pgw_reference=reference,
                     failure_reason=reason,
+                    version=version,
+                    created_at=created_at,
+                    updated_at=updated_at,
+                    refunded_amount=refunded,
+                    refund_pending_amount=refund_pending,
+                    captured_after_void_at=captured_after_void_at,
+                )
+            )
+        for r_id, payment_id, amount, method, status, reason, reference, failure, version, created_at, updated_at in (
+            row["refunds"] or ()
+        ):
+            checkout.refunds.append(
+                Refund(
+                    id=r_id,
+                    merchant_id=order.merchant_id,
+                    store_id=order.store_id,
+                    order_id=order.id,
+                    bill_id=row["b_id"],
+                    payment_id=payment_id,
+                    amount=amount,
+                    currency=order.currency,
+                    method=PaymentMethod(method),
+                    status=RefundStatus(status),
+                    reason=reason,
+                    pgw_reference=reference,
+                    failure_reason=failure,
                     version=version,
                     created_at=created_at,
                     updated_at=updated_at,
@@ -204,6 +272,7 @@ def bill_of(row: asyncpg.Record) -> Bill:
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        refunded_amount=row["refunded_amount"],
     )
 
 
@@ -218,6 +287,30 @@ def payment_of(row: asyncpg.Record) -> Payment:
         currency=row["currency"],
         method=PaymentMethod(row["method"]),
         status=PaymentStatus(row["status"]),
+        pgw_reference=row["pgw_reference"],
+        failure_reason=row["failure_reason"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        refunded_amount=row["refunded_amount"],
+        refund_pending_amount=row["refund_pending_amount"],
+        captured_after_void_at=row["captured_after_void_at"],
+    )
+
+
+def refund_of(row: asyncpg.Record) -> Refund:
+    return Refund(
+        id=row["id"],
+        merchant_id=row["merchant_id"],
+        store_id=row["store_id"],
+        order_id=row["order_id"],
+        bill_id=row["bill_id"],
+        payment_id=row["payment_id"],
+        amount=row["amount"],
+        currency=row["currency"],
+        method=PaymentMethod(row["method"]),
+        status=RefundStatus(row["status"]),
+        reason=row["reason"],
         pgw_reference=row["pgw_reference"],
         failure_reason=row["failure_reason"],
         version=row["version"],
@@ -254,6 +347,40 @@ class CheckoutRepository:
         row = await self.db.fetchrow(GET_PAYMENT, payment_id, self.tenant.merchant_id, self.tenant.store_id)
         return payment_of(row) if row is not None else None
 
+    async def get_refund(self, refund_id: str) -> Refund | None:
+        row = await self.db.fetchrow(GET_REFUND, refund_id, self.tenant.merchant_id, self.tenant.store_id)
+        return refund_of(row) if row is not None else None
+
+    async def list_payments(
+        self, bill_id: str | None, status: PaymentStatus | None, before_id: str | None, limit: int
+    ) -> list[Payment]:
+        conditions = ["p.merchant_id = $1", "($2::text IS NULL OR p.store_id = $2)"]
+        args: list[Any] = [self.tenant.merchant_id, self.tenant.store_id]
+        for column, value in (("p.bill_id =", bill_id), ("p.status =", status), ("p.id <", before_id)):
+            if value is not None:
+                args.append(str(value))
+                conditions.append(f"{column} ${len(args)}")
+        args.append(limit + 1)
+        sql = (
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments p WHERE {' AND '.join(conditions)}"
+            f" ORDER BY p.id DESC LIMIT ${len(args)}"
+        )
+        return [payment_of(row) for row in await self.db.fetch(sql, *args)]
+
+    async def list_refunds(self, payment_id: str | None, before_id: str | None, limit: int) -> list[Refund]:
+        conditions = ["r.merchant_id = $1", "($2::text IS NULL OR r.store_id = $2)"]
+        args: list[Any] = [self.tenant.merchant_id, self.tenant.store_id]
+        for column, value in (("r.payment_id =", payment_id), ("r.id <", before_id)):
+            if value is not None:
+                args.append(value)
+                conditions.append(f"{column} ${len(args)}")
+        args.append(limit + 1)
+        sql = (
+            f"SELECT {_REFUND_COLUMNS} FROM refunds r WHERE {' AND '.join(conditions)}"
+            f" ORDER BY r.id DESC LIMIT ${len(args)}"
+        )
+        return [refund_of(row) for row in await self.db.fetch(sql, *args)]
+
     async def list_orders(
         self, store_id: str | None, status: OrderStatus | None, before_id: str | None, limit: int
     ) -> list[Order]:
@@ -284,6 +411,16 @@ class CheckoutRepository:
     async def load_by_bill(self, bill_id: str) -> Checkout | None:
         row = await self.db.fetchrow(LOAD_BY_BILL, bill_id, self.tenant.merchant_id, self.tenant.store_id)
         return _checkout(row) if row is not None else None
+
+    async def load_by_payment(self, payment_id: str) -> Checkout | None:
+        row = await self.db.fetchrow(LOAD_BY_PAYMENT, payment_id, self.tenant.merchant_id, self.tenant.store_id)
+        return _checkout(row) if row is not None else None
+
+    async def lock_by_payment(self, payment_id: str) -> Checkout | None:
+        assert self.db.in_transaction, "a lock outside a transaction is released at once"
+        if await self.db.fetchval(LOCK_ORDER_OF_PAYMENT, payment_id, self.tenant.merchant_id) is None:
+            return None
+        return await self.load_by_payment(payment_id)
 
     async def lock_by_order(self, order_id: str) -> Checkout | None:
         """Take the aggregate's lock (the order row), then read it in a new statement (a fresh snapshot)."""
@@ -396,7 +533,7 @@ class _Statement:
         """A WHERE clause for INSERT … SELECT parts: only once the guard passed (always true without a guard)."""
         return f" WHERE EXISTS (SELECT 1 FROM {self.guard})" if self.guard else ""
 
-    def insert(self, resource: Order | Bill | Payment) -> None:
+    def insert(self, resource: Order | Bill | Payment | Refund) -> None:
         a, when = self._arg, self._when()
         if isinstance(resource, Order):
             o = resource
@@ -428,6 +565,17 @@ class _Statement:
                 f" {a(b.paid_at)}::timestamptz, {a(b.version)}::int, {a(b.created_at)}::timestamptz,"
                 f" {a(b.updated_at)}::timestamptz{when}"
             )
+        elif isinstance(resource, Refund):
+            r = resource
+            self._part(
+                "INSERT INTO refunds (id, merchant_id, store_id, order_id, bill_id, payment_id, amount, currency,"
+                " method, status, reason, pgw_reference, failure_reason, version, created_at, updated_at)"
+                f" SELECT {a(r.id)}::text, $1::text, {a(r.store_id)}::text, {a(r.order_id)}::text,"
+                f" {a(r.bill_id)}::text, {a(r.payment_id)}::text, {a(r.amount)}::bigint, {a(r.currency)}::text,"
+                f" {a(r.method.value)}::text, {a(r.status.value)}::text, {a(r.reason)}::text,"
+                f" {a(r.pgw_reference)}::text, {a(r.failure_reason)}::text, {a(r.version)}::int,"
+                f" {a(r.created_at)}::timestamptz, {a(r.updated_at)}::timestamptz{when}"
+            )
         else:
             p = resource
             self._part(
@@ -444,10 +592,11 @@ class _Statement:
         a = self._arg
         return (
             f"status = {a(o.status.value)}, version = {a(o.version)}, updated_at = {a(o.updated_at)},"
-            f" completed_at = {a(o.completed_at)}::timestamptz, canceled_at = {a(o.canceled_at)}::timestamptz"
+            f" completed_at = {a(o.completed_at)}::timestamptz, canceled_at = {a(o.canceled_at)}::timestamptz,"
+            f" refunded_amount = {a(o.refunded_amount)}::bigint"
         )
 
-    def update(self, resource: Order | Bill | Payment, loaded_version: int) -> None:
+    def update(self, resource: Order | Bill | Payment | Refund, loaded_version: int) -> None:
         a = self._arg
         if isinstance(resource, Order):
             table, changes = "orders", self._order_changes(resource)
@@ -456,14 +605,25 @@ class _Statement:
             table = "bills"
             changes = (
                 f"status = {a(b.status.value)}, paid_amount = {a(b.paid_amount)},"
-                f" paid_at = {a(b.paid_at)}::timestamptz, version = {a(b.version)}, updated_at = {a(b.updated_at)}"
+                f" paid_at = {a(b.paid_at)}::timestamptz, version = {a(b.version)}, updated_at = {a(b.updated_at)},"
+                f" refunded_amount = {a(b.refunded_amount)}::bigint"
+            )
+        elif isinstance(resource, Refund):
+            r = resource
+            table = "refunds"
+            changes = (
+                f"status = {a(r.status.value)}, failure_reason = {a(r.failure_reason)}::text,"
+                f" version = {a(r.version)}, updated_at = {a(r.updated_at)}"
             )
         else:
             p = resource
             table = "payments"
             changes = (
                 f"status = {a(p.status.value)}, failure_reason = {a(p.failure_reason)}::text,"
-                f" version = {a(p.version)}, updated_at = {a(p.updated_at)}"
+                f" version = {a(p.version)}, updated_at = {a(p.updated_at)},"
+                f" refunded_amount = {a(p.refunded_amount)}::bigint,"
+                f" refund_pending_amount = {a(p.refund_pending_amount)}::bigint,"
+                f" captured_after_void_at = {a(p.captured_after_void_at)}::timestamptz"
             )
         name = self._part(
             f"UPDATE {table} SET {changes} WHERE id = {a(resource.id)} AND merchant_id = $1"
@@ -536,3 +696,7 @@ async def resolve_merchant(db: Db, query: str, resource_id: str) -> str | None:
 
 async def resolve_reference(db: Db, pgw_reference: str, event_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(RESOLVE_REFERENCE, pgw_reference, event_id)
+
+
+async def resolve_refund_reference(db: Db, pgw_reference: str, event_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow(RESOLVE_REFUND_REFERENCE, pgw_reference, event_id)

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from smartpos_shared.schemas import RequestModel
 
-from ..schemas import Amount, BillId, OrderId, ProductId, StoreId
-from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus
+from ..schemas import Amount, BillId, OrderId, PaymentId, ProductId, StoreId
+from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
 
 
 class OrderItemCreate(RequestModel):
@@ -40,6 +40,7 @@ class OrderPublic(BaseModel):
     items: list[OrderItemPublic]
     item_count: int
     total_amount: int
+    refunded_amount: int = Field(description="succeeded refunds of the order's payments")
     currency: str
     version: int
     created_at: datetime
@@ -64,6 +65,7 @@ class BillPublic(BaseModel):
     status: BillStatus
     total_amount: int
     paid_amount: int
+    refunded_amount: int = Field(description="succeeded refunds of the bill's payments")
     currency: str
     paid_at: datetime | None
     version: int
@@ -87,6 +89,37 @@ class PaymentPublic(BaseModel):
     currency: str
     method: PaymentMethod
     status: PaymentStatus
+    pgw_reference: str | None
+    failure_reason: str | None
+    refunded_amount: int = Field(description="succeeded refunds")
+    refund_pending_amount: int = Field(description="refunds the gateway has not settled yet (reserved)")
+    captured_after_void_at: datetime | None = Field(
+        description="the gateway captured this payment after it was voided: it never paid the bill and was "
+        "refunded automatically (listed for review)"
+    )
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RefundCreate(RequestModel):
+    payment_id: PaymentId
+    amount: Amount
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class RefundPublic(BaseModel):
+    id: str
+    payment_id: str
+    bill_id: str
+    order_id: str
+    merchant_id: str
+    store_id: str
+    amount: int
+    currency: str
+    method: PaymentMethod
+    status: RefundStatus
+    reason: str | None
     pgw_reference: str | None
     failure_reason: str | None
     version: int

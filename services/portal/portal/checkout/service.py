@@ -18,13 +18,13 @@ from smartpos_shared.ids import new_id
 
 from ..context import RequestContext
 from ..idempotency import Claim, Reply
-from ..pgw.gateway import Charge, new_reference
+from ..pgw.gateway import Charge, PaymentGateway, RefundRequest, new_reference
 from ..tenancy import Tenant, own_tenant, tenant_for, tenant_for_list
 from . import errors, repository
-from .model import Bill, Checkout, Line, Order, Payment, Resource, dumps
+from .model import Bill, Checkout, Line, Order, Payment, Refund, Resource, dumps
 from .repository import CheckoutRepository, WebhookRecord
-from .schemas import BillCreate, OrderCreate, PaymentCreate
-from .states import OrderStatus, PaymentMethod, PaymentStatus
+from .schemas import BillCreate, OrderCreate, PaymentCreate, RefundCreate
+from .states import OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
 
 ORDER, BILL = "order", "bill"  # cache kinds: `order:{id}`, `bill:{id}`
 T = TypeVar("T")
@@ -295,6 +295,119 @@ async def get_payment(ctx: RequestContext, payment_id: str) -> bytes:
     return dumps(payment.body())
 
 
+async def list_payments(
+    ctx: RequestContext,
+    merchant_id: str | None,
+    bill_id: str | None,
+    status: PaymentStatus | None,
+    before_id: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    tenant = tenant_for_list(_principal(ctx), merchant_id)
+    payments = await CheckoutRepository(ctx.db, tenant).list_payments(bill_id, status, before_id, limit)
+    return [payment.body() for payment in payments]
+
+
+def _send_refunds(ctx: RequestContext, refunds: list[Refund], checkout: Checkout) -> None:
+    """After the commit, the gateway hears of each new refund it has to make (never of one we lost)."""
+    gateway = ctx.gateway
+    for refund in refunds:
+        if refund.pgw_reference is None or refund.status is not RefundStatus.pending:
+            continue
+        payment = checkout.payment(refund.payment_id)
+        assert payment.pgw_reference is not None
+        ctx.after_commit(
+            _refund_at_gateway(
+                gateway, RefundRequest(refund.pgw_reference, payment.pgw_reference, refund.amount, refund.currency)
+            )
+        )
+
+
+def _refund_at_gateway(gateway: PaymentGateway, request: RefundRequest) -> AfterCommit:
+    async def action() -> None:
+        await gateway.refund(request)
+
+    return action
+
+
+async def void_payment(ctx: RequestContext, payment_id: str) -> bytes:
+    """A pending card or qr payment canceled before the gateway confirmed it; the gateway is told after commit."""
+    tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_PAYMENT, payment_id))
+    repo = CheckoutRepository(ctx.db, tenant)
+
+    def transition(checkout: Checkout, now: datetime) -> Payment:
+        payment = checkout.payment(payment_id)
+        checkout.void(payment, now)
+        return payment
+
+    async def save(checkout: Checkout, now: datetime, _: Payment) -> bool:
+        return await repo.save(checkout, now, notify=ctx.notify_at_commit)
+
+    checkout, payment = await _change(
+        ctx,
+        lambda: repo.load_by_payment(payment_id),
+        lambda: repo.lock_by_payment(payment_id),
+        transition,
+        save,
+        "payment not found",
+    )
+    _cache_after_commit(ctx, checkout)
+    if payment.pgw_reference is not None:
+        gateway, reference = ctx.gateway, payment.pgw_reference
+        ctx.after_commit(lambda: gateway.cancel(reference))
+    await ctx.committed()
+    return _latest(checkout, payment)
+
+
+# ---------------------------------------------------------------------- refunds
+
+
+async def create_refund(ctx: RequestContext, body: RefundCreate, claim: Claim | None) -> Reply:
+    """Part or all of what is left of a succeeded payment, back to the same tender. The cap holds under any race:
+    the aggregate's saves are serialized (optimistic guard, then the order's row lock) and the database checks
+    `refunded_amount + refund_pending_amount <= amount` on the payment row."""
+    tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_PAYMENT, body.payment_id))
+    repo = CheckoutRepository(ctx.db, tenant)
+
+    def transition(checkout: Checkout, now: datetime) -> Refund:
+        payment = checkout.payment(body.payment_id)
+        reference = None if payment.method is PaymentMethod.cash else new_reference()
+        return checkout.refund(payment, new_id("ref"), body.amount, body.reason, reference, now)
+
+    async def save(checkout: Checkout, now: datetime, refund: Refund) -> bool:
+        completion = claim.completion(201, _latest(checkout, refund)) if claim else None
+        return await repo.save(checkout, now, completion=completion, notify=ctx.notify_at_commit)
+
+    checkout, refund = await _change(
+        ctx,
+        lambda: repo.load_by_payment(body.payment_id),
+        lambda: repo.lock_by_payment(body.payment_id),
+        transition,
+        save,
+        "payment not found",
+    )
+    _cache_after_commit(ctx, checkout)
+    _send_refunds(ctx, [refund], checkout)
+    await ctx.committed()
+    return Reply(201, _latest(checkout, refund))
+
+
+async def get_refund(ctx: RequestContext, refund_id: str) -> bytes:
+    tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_REFUND, refund_id))
+    refund = await CheckoutRepository(ctx.db, tenant).get_refund(refund_id)
+    if refund is None:
+        raise NotFound("refund not found")
+    return dumps(refund.body())
+
+
+async def list_refunds(
+    ctx: RequestContext, merchant_id: str | None, payment_id: str | None, before_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    tenant = tenant_for_list(_principal(ctx), merchant_id)
+    refunds = await CheckoutRepository(ctx.db, tenant).list_refunds(payment_id, before_id, limit)
+    return [refund.body() for refund in refunds]
+
+
 # ---------------------------------------------------------------------- the gateway
 
 
@@ -315,7 +428,7 @@ class GatewayResult:
 @dataclass(frozen=True, slots=True)
 class GatewayEvent:
     id: str
-    type: str  # payment.succeeded | payment.failed
+    type: str  # payment.succeeded | payment.failed | refund.succeeded | refund.failed
     pgw_reference: str
     amount: int
 
@@ -323,7 +436,10 @@ class GatewayEvent:
 async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> GatewayResult:
     """The gateway says a payment succeeded or failed. The tenant comes from the payment it names; from there
     the work is scoped like any other. Each event id is applied once; an amount that differs from the payment
-    is recorded and never pays; events for a payment that is no longer pending change nothing."""
+    is recorded and never pays; events for a payment that is no longer pending change nothing, except a capture
+    of a payment we voided: recorded for review and refunded at once."""
+    if event.type.startswith("refund."):
+        return await _apply_refund_event(ctx, event)
     found = await repository.resolve_reference(ctx.db, event.pgw_reference, event.id)
     if found is None:
         raise NotFound("no payment has this pgw_reference", code="unknown_pgw_reference")
@@ -339,6 +455,10 @@ async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> Gatew
 
     def transition(checkout: Checkout, now: datetime) -> GatewayResult:
         payment = checkout.payment(payment_id)
+        captured = event.type == "payment.succeeded" and event.amount == payment.amount
+        if captured and payment.status is PaymentStatus.canceled and payment.captured_after_void_at is None:
+            checkout.captured_after_void(payment, new_id("ref"), new_reference(), now)
+            return GatewayResult(WebhookOutcome.applied, "captured_after_void")
         if payment.status is not PaymentStatus.pending:
             return GatewayResult(WebhookOutcome.ignored, f"ignored_payment_{payment.status}")
         if event.type == "payment.succeeded" and event.amount != payment.amount:
@@ -355,7 +475,7 @@ async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> Gatew
     async def save(checkout: Checkout, now: datetime, result: GatewayResult) -> bool:
         payment = checkout.payment(payment_id)
         if result.outcome is WebhookOutcome.applied:
-            return await repo.save(checkout, now, webhook=record(payment, event.type), notify=ctx.notify_at_commit)
+            return await repo.save(checkout, now, webhook=record(payment, result.label), notify=ctx.notify_at_commit)
         # Nothing changes: the event is only recorded (once; a concurrent copy may have been first).
         recorded.append(await repo.record_webhook_only(record(payment, result.label, result.detail), now))
         return True
@@ -367,6 +487,60 @@ async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> Gatew
         transition,
         save,
         "payment not found",
+    )
+    if recorded and not recorded[-1]:
+        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
+    _cache_after_commit(ctx, checkout)
+    _send_refunds(ctx, [r for r in checkout.inserted if isinstance(r, Refund)], checkout)
+    await ctx.committed()
+    return result
+
+
+async def _apply_refund_event(ctx: RequestContext, event: GatewayEvent) -> GatewayResult:
+    """The gateway settled a refund: succeeded (the payment, bill and order count it) or failed (the amount is
+    refundable again). Once per event id; an amount other than the refund's is recorded and settles nothing."""
+    found = await repository.resolve_refund_reference(ctx.db, event.pgw_reference, event.id)
+    if found is None:
+        raise NotFound("no refund has this pgw_reference", code="unknown_pgw_reference")
+    if found["seen"]:
+        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
+    repo = CheckoutRepository(ctx.db, Tenant(found["merchant_id"]))
+    refund_id, bill_id = found["id"], found["bill_id"]
+
+    def record(refund: Refund, outcome: str, detail: dict[str, int] | None = None) -> WebhookRecord:
+        return WebhookRecord(
+            event.id, event.type, event.pgw_reference, refund.payment_id, outcome, dumps(detail) if detail else None
+        )
+
+    def transition(checkout: Checkout, now: datetime) -> GatewayResult:
+        refund = checkout.refund_by_id(refund_id)
+        if refund.status is not RefundStatus.pending:
+            return GatewayResult(WebhookOutcome.ignored, f"ignored_refund_{refund.status}")
+        if event.type == "refund.succeeded" and event.amount != refund.amount:
+            detail = {"expected_amount": refund.amount, "received_amount": event.amount}
+            return GatewayResult(WebhookOutcome.amount_mismatch, WebhookOutcome.amount_mismatch, detail)
+        succeeded = event.type == "refund.succeeded"
+        checkout.settle_refund(
+            refund, succeeded=succeeded, reason=None if succeeded else "declined_by_gateway", now=now
+        )
+        return GatewayResult(WebhookOutcome.applied, event.type)
+
+    recorded: list[bool] = []
+
+    async def save(checkout: Checkout, now: datetime, result: GatewayResult) -> bool:
+        refund = checkout.refund_by_id(refund_id)
+        if result.outcome is WebhookOutcome.applied:
+            return await repo.save(checkout, now, webhook=record(refund, event.type), notify=ctx.notify_at_commit)
+        recorded.append(await repo.record_webhook_only(record(refund, result.label, result.detail), now))
+        return True
+
+    checkout, result = await _change(
+        ctx,
+        lambda: repo.load_by_bill(bill_id),
+        lambda: repo.lock_by_bill(bill_id),
+        transition,
+        save,
+        "refund not found",
     )
     if recorded and not recorded[-1]:
         return GatewayResult(WebhookOutcome.duplicate, "duplicate")
@@ -383,9 +557,14 @@ __all__ = [
     "create_bill",
     "create_order",
     "create_payment",
+    "create_refund",
     "get_bill",
     "get_order",
     "get_payment",
+    "get_refund",
     "list_orders",
+    "list_payments",
+    "list_refunds",
     "update_order_status",
+    "void_payment",
 ]

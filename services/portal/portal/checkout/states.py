@@ -6,7 +6,8 @@ from smartpos_shared.states import (
     OrderStatus,
     PaymentMethod,
     PaymentStatus,
+    RefundStatus,
     check_in,
 )
 
-__all__ = ["PAYABLE_BILL", "BillStatus", "OrderStatus", "PaymentMethod", "PaymentStatus", "check_in"]
+__all__ = ["PAYABLE_BILL", "BillStatus", "OrderStatus", "PaymentMethod", "PaymentStatus", "RefundStatus", "check_in"]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata, utcnow
 from smartpos_shared.events import OutboxMixin
-from smartpos_shared.states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, check_in
+from smartpos_shared.states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus, check_in
 
 
 class Base(ServiceBase):
@@ -67,6 +67,7 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint(check_in("status", OrderStatus), name="status"),
         CheckConstraint("total_amount >= 0", name="total_not_negative"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= total_amount", name="refunded_within_total"),
         Index("ix_orders_merchant_id_id", "merchant_id", "id"),
         Index("ix_orders_merchant_id_store_id_id", "merchant_id", "store_id", "id"),
         Index("ix_orders_merchant_id_status_id", "merchant_id", "status", "id"),
@@ -88,6 +89,8 @@ class Order(Base):
     # Counts every change of the order's aggregate (order, bill, payments): the checkout's optimistic saves are
     # guarded by it (portal/checkout/repository.py). Internal; not in the API.
     lock_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Succeeded refunds of the order's payments (its revenue is total_amount - refunded_amount once completed).
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class OrderLine(Base):
@@ -115,6 +118,7 @@ class Bill(Base):
     __table_args__ = (
         CheckConstraint(check_in("status", BillStatus), name="status"),
         CheckConstraint("paid_amount >= 0 AND paid_amount <= total_amount", name="paid_within_total"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= paid_amount", name="refunded_within_paid"),
         CheckConstraint(f"(status = '{BillStatus.paid}') = (paid_at IS NOT NULL)", name="paid_at_iff_paid"),
         # One live bill per order; the database enforces it even if two requests race.
         Index(
@@ -135,6 +139,8 @@ class Bill(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Succeeded refunds of the bill's succeeded payments.
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class Payment(Base):
@@ -143,6 +149,12 @@ class Payment(Base):
         CheckConstraint(check_in("status", PaymentStatus), name="status"),
         CheckConstraint(check_in("method", PaymentMethod), name="method"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        # The refund cap, kept by the database whatever races: succeeded plus pending refunds never exceed the
+        # payment (failed refunds give their amount back).
+        CheckConstraint(
+            "refunded_amount >= 0 AND refund_pending_amount >= 0 AND refunded_amount + refund_pending_amount <= amount",
+            name="refunds_within_amount",
+        ),
         Index("ix_payments_bill_id_status", "bill_id", "status"),
         Index("ix_payments_merchant_id_id", "merchant_id", "id"),
     )
@@ -156,6 +168,43 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(String(3))
     method: Mapped[str] = mapped_column(String)
     status: Mapped[str] = mapped_column(String)
+    pgw_reference: Mapped[str | None] = mapped_column(String, unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refund_pending_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Set when the gateway captured the payment after we voided it: it never pays the bill, it is refunded
+    # automatically and listed for review.
+    captured_after_void_at: Mapped[datetime | None] = mapped_column()
+
+
+class Refund(Base):
+    """Money given back on one payment (so split-tender refunds go back to their own tenders). `cash` succeeds at
+    once; `card`/`qr` are pending until the gateway's refund webhook."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(check_in("status", RefundStatus), name="status"),
+        CheckConstraint(check_in("method", PaymentMethod), name="method"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_refunds_merchant_id_payment_id_id", "merchant_id", "payment_id", "id"),
+        Index("ix_refunds_merchant_id_id", "merchant_id", "id"),
+        Index("ix_refunds_bill_id", "bill_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    store_id: Mapped[str] = mapped_column(String)
+    order_id: Mapped[str] = mapped_column(String)
+    bill_id: Mapped[str] = mapped_column(String)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    reason: Mapped[str | None] = mapped_column(String)
     pgw_reference: Mapped[str | None] = mapped_column(String, unique=True)
     failure_reason: Mapped[str | None] = mapped_column(String)
     version: Mapped[int] = mapped_column(Integer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,8 +35,20 @@ class Charge:
     method: str
 
 
+@dataclass(frozen=True)
+class RefundRequest:
+    pgw_reference: str  # the refund's own reference (the gateway's idempotency key for it)
+    payment_reference: str  # the charge it refunds
+    amount: int
+    currency: str
+
+
 class PaymentGateway(Protocol):
     async def charge(self, charge: Charge) -> None: ...
+
+    async def refund(self, refund: RefundRequest) -> None: ...
+
+    async def cancel(self, payment_reference: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -43,6 +56,12 @@ class PaymentGateway(Protocol):
 class ManualGateway:
     async def charge(self, charge: Charge) -> None:
         log.info("pgw_manual_charge", pgw_reference=charge.pgw_reference, amount=charge.amount)
+
+    async def refund(self, refund: RefundRequest) -> None:
+        log.info("pgw_manual_refund", pgw_reference=refund.pgw_reference, amount=refund.amount)
+
+    async def cancel(self, payment_reference: str) -> None:
+        log.info("pgw_manual_cancel", pgw_reference=payment_reference)
 
     async def close(self) -> None:
         return None
@@ -57,20 +76,30 @@ class MockGateway:
         self.delay = delay
         self.http = httpx.AsyncClient(timeout=5.0)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.canceled: set[str] = set()
 
     async def charge(self, charge: Charge) -> None:
-        task = asyncio.create_task(self._confirm(charge))
+        self._later(self._send("payment.succeeded", charge.pgw_reference, charge.amount))
+
+    async def refund(self, refund: RefundRequest) -> None:
+        self._later(self._send("refund.succeeded", refund.pgw_reference, refund.amount))
+
+    async def cancel(self, payment_reference: str) -> None:
+        # The mock confirms every charge after `delay`; a cancel that comes first stops that confirmation.
+        self.canceled.add(payment_reference)
+
+    def _later(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _confirm(self, charge: Charge) -> None:
+    async def _send(self, event_type: str, reference: str, amount: int) -> None:
         await asyncio.sleep(self.delay)
+        if event_type == "payment.succeeded" and reference in self.canceled:
+            self.canceled.discard(reference)
+            return
         body = json.dumps(
-            {
-                "id": f"evt_mock_{ULID()}",
-                "type": "payment.succeeded",
-                "data": {"pgw_reference": charge.pgw_reference, "amount": charge.amount},
-            }
+            {"id": f"evt_mock_{ULID()}", "type": event_type, "data": {"pgw_reference": reference, "amount": amount}}
         ).encode()
         for attempt in range(5):
             try:
@@ -118,6 +147,33 @@ class HttpGateway:
         except httpx.HTTPError as exc:
             # The payment stays pending: the gateway's webhook (or an operator) decides it.
             log.error("pgw_charge_failed", pgw_reference=charge.pgw_reference, error=type(exc).__name__)
+
+    async def refund(self, refund: RefundRequest) -> None:
+        try:
+            response = await self.http.post(
+                "/refunds",
+                json={
+                    "reference": refund.pgw_reference,
+                    "charge_reference": refund.payment_reference,
+                    "amount": refund.amount,
+                    "currency": refund.currency,
+                },
+                headers={"Idempotency-Key": refund.pgw_reference},
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            # The refund stays pending (and its amount reserved) until the gateway's webhook settles it.
+            log.error("pgw_refund_failed", pgw_reference=refund.pgw_reference, error=type(exc).__name__)
+
+    async def cancel(self, payment_reference: str) -> None:
+        try:
+            response = await self.http.post(
+                f"/charges/{payment_reference}/cancel", headers={"Idempotency-Key": f"cancel-{payment_reference}"}
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            # Voided on our side whatever the gateway says: a capture that still arrives is refunded at once.
+            log.error("pgw_cancel_failed", pgw_reference=payment_reference, error=type(exc).__name__)
 
     async def close(self) -> None:
         await self.http.aclose()

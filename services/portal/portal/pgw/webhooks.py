@@ -1,4 +1,4 @@
-"""`POST /webhooks/pgw`: the gateway tells us a payment succeeded or failed.
+"""`POST /webhooks/pgw`: the gateway tells us a payment or a refund succeeded or failed.
 
 Signed (HMAC over timestamp and raw body, 300 s tolerance); deduplicated by the gateway's event id in the same
 transaction as the change; an amount that does not match the payment never marks it paid (recorded, answered
@@ -35,7 +35,7 @@ class WebhookData(RequestModel):
 class WebhookEvent(RequestModel):
     model_config = ConfigDict(extra="allow")
     id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    type: Literal["payment.succeeded", "payment.failed"]
+    type: Literal["payment.succeeded", "payment.failed", "refund.succeeded", "refund.failed"]
     data: WebhookData
 
 
@@ -64,8 +64,8 @@ class BadWebhook(DomainError):
     responses={
         200: {"description": "Processed, or seen before (no change)"},
         400: problem_schema("Bad or missing signature, stale timestamp, or malformed event"),
-        404: problem_schema("No payment has this pgw_reference"),
-        422: problem_schema("The amount does not match the payment: recorded, the payment is not marked paid"),
+        404: problem_schema("No payment (payment.*) or refund (refund.*) has this pgw_reference"),
+        422: problem_schema("The amount does not match the payment or refund: recorded, nothing is settled by it"),
     },
 )
 async def receive_webhook(request: Request, ctx: SystemContextDep) -> JSONResponse:

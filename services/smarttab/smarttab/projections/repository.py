@@ -56,11 +56,14 @@ async def open_orders(session: AsyncSession, merchant_id: str, store_id: str, li
 
 
 async def totals_since(session: AsyncSession, merchant_id: str, store_id: str, since: datetime) -> tuple[int, int, int]:
+    """Orders created since `since`, those completed since then, and their revenue net of refunds (the order's
+    latest snapshot carries `refunded_amount`; snapshots from before refunds existed count as 0)."""
     completed_today = (LiveOrder.status == OrderStatus.completed) & (LiveOrder.completed_at >= since)
+    refunded = func.coalesce(LiveOrder.order["refunded_amount"].as_integer(), 0)
     query = select(
         func.count().filter(LiveOrder.created_at >= since),
         func.count().filter(completed_today),
-        func.coalesce(func.sum(LiveOrder.total_amount).filter(completed_today), 0),
+        func.coalesce(func.sum(LiveOrder.total_amount - refunded).filter(completed_today), 0),
     ).where(LiveOrder.merchant_id == merchant_id, LiveOrder.store_id == store_id)
     orders, completed, revenue = (await session.execute(query)).one()
     return int(orders), int(completed), int(revenue)
