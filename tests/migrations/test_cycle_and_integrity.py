@@ -143,6 +143,11 @@ def item_counts_are_right(conn: Connection) -> bool:
     return wrong == 0
 
 
+def drift_kinds(db: TestDatabase) -> list[str]:
+    """What the models have that the database lacks, by kind (add_column, add_index, ...), sorted."""
+    return sorted(d[0][0] if isinstance(d, list) else d[0] for d in drift(db))  # type: ignore[index]
+
+
 def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
     db = scratch("portal", "cycle")
     engine = sync_engine(db)
@@ -157,18 +162,21 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
                 )
             )
             before = fingerprint(conn)
-        assert run(db, "downgrade", "-1") == 0  # refunds: the CHECKs validated (nothing for the models to see)
+        offline = ["add_column"] * 10 + ["add_index"] * 3  # client ids, offline facts, merchant limits
+        refunds = ["add_column"] * 5 + ["add_index"] * 3 + ["add_table"]
+        assert run(db, "downgrade", "-1") == 0  # offline store-and-forward
+        assert drift_kinds(db) == sorted(offline)
+        assert run(db, "upgrade", "head") == 0  # and forward again on the same rows
         assert drift(db) == []
+        assert run(db, "downgrade", "-2") == 0  # then also the refund CHECKs' validation (nothing for models)
+        assert drift_kinds(db) == sorted(offline)
         assert run(db, "downgrade", "-1") == 0  # refunds and voids
-        kinds = [d[0] if isinstance(d, tuple) else d[0][0] for d in drift(db)]  # type: ignore[index]
-        assert sorted(kinds) == ["add_column"] * 5 + ["add_index"] * 3 + ["add_table"], kinds
+        assert drift_kinds(db) == sorted(offline + refunds)
         assert run(db, "downgrade", "-1") == 0  # the checkout's lock_version and save assertion
-        kinds = [d[0] if isinstance(d, tuple) else d[0][0] for d in drift(db)]  # type: ignore[index]
-        assert sorted(kinds) == ["add_column"] * 6 + ["add_index"] * 3 + ["add_table"], kinds
+        assert drift_kinds(db) == sorted([*offline, *refunds, "add_column"])
         assert run(db, "downgrade", BEFORE_CONTRACT) == 0
-        kinds = [d[0][0] if isinstance(d, list) else d[0] for d in drift(db)]  # type: ignore[index]
-        # verify names each: refunds (table, indexes, columns), lock_version, item_count (nullable again)
-        assert sorted(kinds) == ["add_column"] * 6 + ["add_index"] * 3 + ["add_table", "modify_nullable"], kinds
+        # verify names each: offline, refunds, lock_version, item_count (nullable again)
+        assert drift_kinds(db) == sorted([*offline, *refunds, "add_column", "modify_nullable"])
         assert run(db, "verify") == 1
         assert run(db, "upgrade", "head") == 0
         assert run(db, "verify") == 0
@@ -240,6 +248,47 @@ def test_a_downgrade_that_would_drop_tables_with_rows_refuses() -> None:
             run(db, "downgrade", "base")
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 10
+    finally:
+        engine.dispose()
+
+
+def test_downgrades_refuse_to_drop_refunds_or_terminal_ids() -> None:
+    """Refunds are money history and client ids are what stop a retried offline sale from being created twice:
+    a downgrade that would drop them refuses, and leaves everything as it was."""
+    db = scratch("portal", "refuse_money")
+    engine = sync_engine(db)
+    try:
+        assert run(db, "upgrade", "head") == 0
+        with engine.begin() as conn:
+            seed(conn, 3)
+            conn.execute(text("UPDATE orders SET client_order_id = 'till-' || id"))
+        with pytest.raises(RuntimeError, match="terminal-generated ids"):
+            run(db, "downgrade", "-1")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT count(client_order_id) FROM orders")).scalar() == 3
+            conn.execute(text("UPDATE orders SET client_order_id = NULL"))
+            payment = conn.execute(text("SELECT * FROM payments LIMIT 1")).mappings().one()
+            conn.execute(
+                text(
+                    "INSERT INTO refunds (id, merchant_id, store_id, order_id, bill_id, payment_id, amount, currency,"
+                    " method, status, version, created_at, updated_at) VALUES ('ref_1', :m, :s, :o, :b, :p, 1, :c,"
+                    " :method, 'succeeded', 1, now(), now())"
+                ),
+                {
+                    "m": payment["merchant_id"],
+                    "s": payment["store_id"],
+                    "o": payment["order_id"],
+                    "b": payment["bill_id"],
+                    "p": payment["id"],
+                    "c": payment["currency"],
+                    "method": payment["method"],
+                },
+            )
+        assert run(db, "downgrade", "-2") == 0  # no client ids left: offline's downgrade goes through
+        with pytest.raises(RuntimeError, match="holds rows"):
+            run(db, "downgrade", "-1")  # refunds and voids
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM refunds")).scalar() == 1
     finally:
         engine.dispose()
 

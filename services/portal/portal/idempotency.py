@@ -56,6 +56,9 @@ UPDATE idempotency_keys SET request_hash = $3, state = 'in_flight', response_sta
        created_at = $4, expires_at = $5
 WHERE owner = $1 AND key = $2"""
 RELEASE = "DELETE FROM idempotency_keys WHERE owner = $1 AND key = $2 AND state = 'in_flight'"
+COMPLETE = """
+UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4::jsonb
+WHERE owner = $1 AND key = $2 AND state = 'in_flight'"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class Reply:
 
     status: int
     body: bytes
+    # False when the use case wrote nothing (an existing resource answered again): the claim is completed on its own.
+    recorded: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,8 @@ async def idempotent(
     except DomainError:
         await ctx.db.execute(RELEASE, owner, key)  # nothing was done: a corrected retry may use the key
         raise
+    if not reply.recorded:
+        await ctx.db.execute(COMPLETE, owner, key, reply.status, reply.body.decode())
     return Response(reply.body, status_code=reply.status, media_type="application/json")
 
 

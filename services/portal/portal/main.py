@@ -58,6 +58,7 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
             checkout.bills,
             checkout.payments,
             checkout.refunds,
+            checkout.sync,
             webhooks_router,
         ],
         extensions=[

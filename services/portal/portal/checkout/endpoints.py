@@ -13,7 +13,7 @@ from ..context import ContextDep
 from ..errors import COMMON_ERRORS, CONFLICT, NOT_FOUND
 from ..idempotency import IdempotencyKeyHeader, idempotent
 from ..schemas import ULID
-from . import service
+from . import offline, service
 from .model import dumps
 from .schemas import (
     BillCreate,
@@ -25,6 +25,8 @@ from .schemas import (
     PaymentPublic,
     RefundCreate,
     RefundPublic,
+    SyncRequest,
+    SyncResponse,
 )
 from .states import OrderStatus, PaymentStatus
 
@@ -32,6 +34,7 @@ orders = APIRouter(prefix="/orders", tags=["orders"], responses=COMMON_ERRORS)
 bills = APIRouter(prefix="/bills", tags=["bills"], responses=COMMON_ERRORS)
 payments = APIRouter(prefix="/payments", tags=["payments"], responses=COMMON_ERRORS)
 refunds = APIRouter(prefix="/refunds", tags=["refunds"], responses=COMMON_ERRORS)
+sync = APIRouter(tags=["offline"], responses=COMMON_ERRORS)
 
 OrderIdPath = Annotated[str, Path(pattern=rf"^ord_{ULID}$")]
 PaymentIdPath = Annotated[str, Path(pattern=rf"^pay_{ULID}$")]
@@ -47,7 +50,11 @@ def _json(body: bytes, status_code: int = 200) -> Response:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=OrderPublic,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={
+        200: {"model": OrderPublic, "description": "the client_order_id names this existing order (same content)"},
+        **NOT_FOUND,
+        **CONFLICT,
+    },
     summary="Ring up an order (device: its store; merchant: any of its stores), priced from the catalog",
 )
 async def create_order(
@@ -118,7 +125,11 @@ async def get_bill(bill_id: Annotated[str, Path(pattern=rf"^bil_{ULID}$")], ctx:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentPublic,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={
+        200: {"model": PaymentPublic, "description": "the client_payment_id names this existing payment"},
+        **NOT_FOUND,
+        **CONFLICT,
+    },
     summary="Take a payment on a bill: cash succeeds at once; card and qr are pending until the gateway confirms",
 )
 async def create_payment(
@@ -193,3 +204,13 @@ async def list_refunds(
 @refunds.get("/{refund_id}", response_model=RefundPublic, responses=NOT_FOUND, summary="Get a refund")
 async def get_refund(refund_id: Annotated[str, Path(pattern=rf"^ref_{ULID}$")], ctx: ContextDep) -> Response:
     return _json(await service.get_refund(ctx, refund_id))
+
+
+@sync.post(
+    "/sync",
+    response_model=SyncResponse,
+    summary="Forward what a terminal took offline: each order (with its bill and payments) is its own "
+    "transaction; results per entry: created, duplicate or rejected with the reason",
+)
+async def sync_offline(body: SyncRequest, ctx: ContextDep) -> Response:
+    return _json(dumps(await offline.sync(ctx, body)))

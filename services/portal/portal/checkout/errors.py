@@ -84,3 +84,16 @@ class RefundExceedsPayment(Unprocessable):
             f"amount exceeds what is left to refund on the payment ({refundable}, counting pending refunds)",
             extra={"refundable_amount": refundable},
         )
+
+
+class ClientIdTaken(Exception):
+    """Internal: a terminal-generated id (`client_order_id` / `client_payment_id`) is already used by this
+    merchant. The use case compares the existing resource: the same content is answered 200, other content 409."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class ClientIdConflict(Conflict):
+    code, title = "client_id_conflict", "The terminal's id is already used with different content"

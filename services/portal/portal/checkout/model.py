@@ -54,6 +54,9 @@ class Order:
     item_count: int
     lines: list[Line]
     refunded_amount: int = 0
+    client_order_id: str | None = None  # the terminal's own id (offline store-and-forward)
+    taken_at: datetime | None = None  # when the terminal took it offline
+    device_id: str | None = None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -80,6 +83,8 @@ class Order:
             "updated_at": self.updated_at,
             "completed_at": self.completed_at,
             "canceled_at": self.canceled_at,
+            "client_order_id": self.client_order_id,
+            "taken_at": self.taken_at,
         }
 
 
@@ -136,6 +141,10 @@ class Payment:
     refunded_amount: int = 0  # succeeded refunds
     refund_pending_amount: int = 0  # refunds the gateway has not settled yet
     captured_after_void_at: datetime | None = None
+    client_payment_id: str | None = None
+    taken_offline: bool = False
+    device_id: str | None = None
+    offline_auth: str | None = None
 
     @property
     def refundable_amount(self) -> int:
@@ -157,6 +166,8 @@ class Payment:
             "refunded_amount": self.refunded_amount,
             "refund_pending_amount": self.refund_pending_amount,
             "captured_after_void_at": self.captured_after_void_at,
+            "client_payment_id": self.client_payment_id,
+            "taken_offline": self.taken_offline,
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -207,6 +218,14 @@ Resource = Order | Bill | Payment | Refund
 
 
 @dataclass(frozen=True, slots=True)
+class OfflineTender:
+    """A payment a terminal took while offline: which terminal, and the authorization it got (if any)."""
+
+    device_id: str
+    auth: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """An event to record in the outbox: its type and the resource's representation at that moment."""
 
@@ -240,7 +259,17 @@ class Checkout:
 
     @classmethod
     def ring_up(
-        cls, order_id: str, merchant_id: str, store_id: str, currency: str, lines: list[Line], now: datetime
+        cls,
+        order_id: str,
+        merchant_id: str,
+        store_id: str,
+        currency: str,
+        lines: list[Line],
+        now: datetime,
+        *,
+        client_order_id: str | None = None,
+        taken_at: datetime | None = None,
+        device_id: str | None = None,
     ) -> Checkout:
         order = Order(
             id=order_id,
@@ -256,6 +285,9 @@ class Checkout:
             canceled_at=None,
             item_count=sum(line.quantity for line in lines),
             lines=lines,
+            client_order_id=client_order_id,
+            taken_at=taken_at,
+            device_id=device_id,
         )
         checkout = cls(order)
         checkout.inserted.append(order)
@@ -299,7 +331,15 @@ class Checkout:
         return self.bill.total_amount - self.bill.paid_amount - pending
 
     def take_payment(
-        self, payment_id: str, amount: int, method: PaymentMethod, pgw_reference: str | None, now: datetime
+        self,
+        payment_id: str,
+        amount: int,
+        method: PaymentMethod,
+        pgw_reference: str | None,
+        now: datetime,
+        *,
+        client_payment_id: str | None = None,
+        offline: OfflineTender | None = None,
     ) -> Payment:
         """A payment on a payable bill of an open order, never above what remains. Cash succeeds at once; card
         and qr stay pending until the gateway answers."""
@@ -328,6 +368,10 @@ class Checkout:
             version=1,
             created_at=now,
             updated_at=now,
+            client_payment_id=client_payment_id,
+            taken_offline=offline is not None,
+            device_id=offline.device_id if offline else None,
+            offline_auth=offline.auth if offline else None,
         )
         self.payments.append(payment)
         self.inserted.append(payment)

@@ -67,7 +67,8 @@ class StoreCatalog:
 
 _ORDER_COLUMNS = (
     "o.id, o.merchant_id, o.store_id, o.status, o.total_amount, o.currency, o.version, o.created_at, o.updated_at,"
-    " o.completed_at, o.canceled_at, o.item_count, o.lock_version, o.refunded_amount"
+    " o.completed_at, o.canceled_at, o.item_count, o.lock_version, o.refunded_amount, o.client_order_id,"
+    " o.taken_at, o.device_id"
 )
 _LINES = """
     (SELECT array_agg(ROW(l.line_no, l.product_id, l.name, l.quantity, l.unit_price) ORDER BY l.line_no)
@@ -80,7 +81,8 @@ _BILL_COLUMNS = (
 _PAYMENTS = """
     (SELECT array_agg(ROW(p.id, p.amount, p.method, p.status, p.pgw_reference, p.failure_reason, p.version,
                           p.created_at, p.updated_at, p.refunded_amount, p.refund_pending_amount,
-                          p.captured_after_void_at) ORDER BY p.id)
+                          p.captured_after_void_at, p.client_payment_id, p.taken_offline, p.device_id,
+                          p.offline_auth) ORDER BY p.id)
        FROM payments p WHERE p.bill_id = b.id AND p.merchant_id = b.merchant_id) AS payments,
     (SELECT array_agg(ROW(r.id, r.payment_id, r.amount, r.method, r.status, r.reason, r.pgw_reference,
                           r.failure_reason, r.version, r.created_at, r.updated_at) ORDER BY r.id)
@@ -103,6 +105,12 @@ SELECT {_ORDER_COLUMNS}, {_LINES}, {_BILL_COLUMNS}, {_PAYMENTS}
 FROM payments p0 JOIN bills b ON b.id = p0.bill_id AND b.merchant_id = p0.merchant_id
 JOIN orders o ON o.id = b.order_id AND o.merchant_id = b.merchant_id
 WHERE p0.id = $1 AND p0.merchant_id = $2 AND ($3::text IS NULL OR p0.store_id = $3)"""
+# By the terminal's own id for the order (offline store-and-forward; unique per merchant).
+LOAD_BY_CLIENT_ORDER_ID = f"""
+SELECT {_ORDER_COLUMNS}, {_LINES}, {_BILL_COLUMNS}, {_PAYMENTS}
+FROM orders o
+LEFT JOIN bills b ON b.order_id = o.id AND b.merchant_id = o.merchant_id AND b.status <> 'void'
+WHERE o.client_order_id = $1 AND o.merchant_id = $2 AND ($3::text IS NULL OR o.store_id = $3)"""
 LOCK_ORDER = "SELECT id FROM orders WHERE id = $1 AND merchant_id = $2 FOR UPDATE"
 LOCK_ORDER_OF_PAYMENT = """
 SELECT o.id FROM orders o
@@ -123,12 +131,16 @@ FROM bills b WHERE b.id = $1 AND b.merchant_id = $2 AND ($3::text IS NULL OR b.s
 
 _PAYMENT_COLUMNS = """p.id, p.merchant_id, p.store_id, p.bill_id, p.order_id, p.amount, p.currency, p.method, p.status,
        p.pgw_reference, p.failure_reason, p.version, p.created_at, p.updated_at, p.refunded_amount,
-       p.refund_pending_amount, p.captured_after_void_at"""
+       p.refund_pending_amount, p.captured_after_void_at, p.client_payment_id, p.taken_offline, p.device_id,
+       p.offline_auth"""
 GET_PAYMENT = f"""
 SELECT {_PAYMENT_COLUMNS}
 FROM payments p WHERE p.id = $1 AND p.merchant_id = $2 AND ($3::text IS NULL OR p.store_id = $3)"""
 _REFUND_COLUMNS = """r.id, r.merchant_id, r.store_id, r.order_id, r.bill_id, r.payment_id, r.amount, r.currency,
        r.method, r.status, r.reason, r.pgw_reference, r.failure_reason, r.version, r.created_at, r.updated_at"""
+GET_PAYMENT_BY_CLIENT_ID = f"""
+SELECT {_PAYMENT_COLUMNS}
+FROM payments p WHERE p.client_payment_id = $1 AND p.merchant_id = $2 AND ($3::text IS NULL OR p.store_id = $3)"""
 GET_REFUND = f"""
 SELECT {_REFUND_COLUMNS}
 FROM refunds r WHERE r.id = $1 AND r.merchant_id = $2 AND ($3::text IS NULL OR r.store_id = $3)"""
@@ -175,6 +187,9 @@ def _order(row: asyncpg.Record) -> Order:
         item_count=row["item_count"],
         lines=[Line(*line) for line in row["lines"] or ()],
         refunded_amount=row["refunded_amount"],
+        client_order_id=row["client_order_id"],
+        taken_at=row["taken_at"],
+        device_id=row["device_id"],
     )
 
 
@@ -210,6 +225,10 @@ def _checkout(row: asyncpg.Record) -> Checkout:
             refunded,
             refund_pending,
             captured_after_void_at,
+            client_payment_id,
+            taken_offline,
+            device_id,
+            offline_auth,
         ) in row["payments"] or ():
             checkout.payments.append(
                 Payment(
@@ -230,6 +249,10 @@ def _checkout(row: asyncpg.Record) -> Checkout:
                     refunded_amount=refunded,
                     refund_pending_amount=refund_pending,
                     captured_after_void_at=captured_after_void_at,
+                    client_payment_id=client_payment_id,
+                    taken_offline=taken_offline,
+                    device_id=device_id,
+                    offline_auth=offline_auth,
                 )
             )
         for r_id, payment_id, amount, method, status, reason, reference, failure, version, created_at, updated_at in (
@@ -295,6 +318,10 @@ def payment_of(row: asyncpg.Record) -> Payment:
         refunded_amount=row["refunded_amount"],
         refund_pending_amount=row["refund_pending_amount"],
         captured_after_void_at=row["captured_after_void_at"],
+        client_payment_id=row["client_payment_id"],
+        taken_offline=row["taken_offline"],
+        device_id=row["device_id"],
+        offline_auth=row["offline_auth"],
     )
 
 
@@ -346,6 +373,46 @@ class CheckoutRepository:
     async def get_payment(self, payment_id: str) -> Payment | None:
         row = await self.db.fetchrow(GET_PAYMENT, payment_id, self.tenant.merchant_id, self.tenant.store_id)
         return payment_of(row) if row is not None else None
+
+    async def load_by_client_order_id(self, client_order_id: str) -> Checkout | None:
+        row = await self.db.fetchrow(
+            LOAD_BY_CLIENT_ORDER_ID, client_order_id, self.tenant.merchant_id, self.tenant.store_id
+        )
+        return _checkout(row) if row is not None else None
+
+    async def get_payment_by_client_id(self, client_payment_id: str) -> Payment | None:
+        row = await self.db.fetchrow(
+            GET_PAYMENT_BY_CLIENT_ID, client_payment_id, self.tenant.merchant_id, self.tenant.store_id
+        )
+        return payment_of(row) if row is not None else None
+
+    async def offline_limits(self) -> tuple[int | None, int | None, int]:
+        row = await self.db.fetchrow(
+            "SELECT offline_max_payment_amount, offline_max_outstanding_amount, offline_max_age_hours"
+            " FROM merchants WHERE id = $1",
+            self.tenant.merchant_id,
+        )
+        assert row is not None, "the token names an existing merchant"
+        return row[0], row[1], row[2]
+
+    async def lock_device(self, device_id: str) -> None:
+        """Serialize one terminal's offline entries (until the transaction ends)."""
+        assert self.db.in_transaction, "a transaction-scoped lock"
+        await self.db.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('smartpos:offline:' || $1 || ':' || $2, 0))",
+            self.tenant.merchant_id,
+            device_id,
+        )
+
+    async def offline_outstanding(self, device_id: str) -> int:
+        """Card and qr payments this terminal took offline that the gateway has not confirmed yet."""
+        total: int = await self.db.fetchval(
+            "SELECT coalesce(sum(amount), 0) FROM payments"
+            " WHERE merchant_id = $1 AND device_id = $2 AND taken_offline AND status = 'pending'",
+            self.tenant.merchant_id,
+            device_id,
+        )
+        return total
 
     async def get_refund(self, refund_id: str) -> Refund | None:
         row = await self.db.fetchrow(GET_REFUND, refund_id, self.tenant.merchant_id, self.tenant.store_id)
@@ -468,6 +535,10 @@ class CheckoutRepository:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "uq_bills_live_order_id":
                 raise errors.BillExists() from None
+            if exc.constraint_name == "uq_orders_merchant_id_client_order_id":
+                raise errors.ClientIdTaken("order") from None
+            if exc.constraint_name == "uq_payments_merchant_id_client_payment_id":
+                raise errors.ClientIdTaken("payment") from None
             raise
         return True
 
@@ -539,11 +610,12 @@ class _Statement:
             o = resource
             self._part(
                 "INSERT INTO orders (id, merchant_id, store_id, status, total_amount, currency, version, created_at,"
-                " updated_at, completed_at, canceled_at, item_count)"
+                " updated_at, completed_at, canceled_at, item_count, client_order_id, taken_at, device_id)"
                 f" SELECT {a(o.id)}::text, $1::text, {a(o.store_id)}::text, {a(o.status.value)}::text,"
                 f" {a(o.total_amount)}::bigint, {a(o.currency)}::text, {a(o.version)}::int,"
                 f" {a(o.created_at)}::timestamptz, {a(o.updated_at)}::timestamptz, {a(o.completed_at)}::timestamptz,"
-                f" {a(o.canceled_at)}::timestamptz, {a(o.item_count)}::int{when}"
+                f" {a(o.canceled_at)}::timestamptz, {a(o.item_count)}::int, {a(o.client_order_id)}::text,"
+                f" {a(o.taken_at)}::timestamptz, {a(o.device_id)}::text{when}"
             )
             self._part(
                 "INSERT INTO order_lines (order_id, line_no, merchant_id, product_id, name, quantity, unit_price,"
@@ -580,12 +652,14 @@ class _Statement:
             p = resource
             self._part(
                 "INSERT INTO payments (id, merchant_id, store_id, bill_id, order_id, amount, currency, method, status,"
-                " pgw_reference, failure_reason, version, created_at, updated_at)"
+                " pgw_reference, failure_reason, version, created_at, updated_at, client_payment_id, taken_offline,"
+                " device_id, offline_auth)"
                 f" SELECT {a(p.id)}::text, $1::text, {a(p.store_id)}::text, {a(p.bill_id)}::text,"
                 f" {a(p.order_id)}::text, {a(p.amount)}::bigint, {a(p.currency)}::text, {a(p.method.value)}::text,"
                 f" {a(p.status.value)}::text,"
                 f" {a(p.pgw_reference)}::text, {a(p.failure_reason)}::text, {a(p.version)}::int,"
-                f" {a(p.created_at)}::timestamptz, {a(p.updated_at)}::timestamptz{when}"
+                f" {a(p.created_at)}::timestamptz, {a(p.updated_at)}::timestamptz, {a(p.client_payment_id)}::text,"
+                f" {a(p.taken_offline)}::boolean, {a(p.device_id)}::text, {a(p.offline_auth)}::text{when}"
             )
 
     def _order_changes(self, o: Order) -> str:

@@ -4,14 +4,17 @@ aggregate builds (model.py `body()`); the OpenAPI test and the schema fuzzer kee
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from smartpos_shared.schemas import RequestModel
 
 from ..schemas import Amount, BillId, OrderId, PaymentId, ProductId, StoreId
 from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
+
+# A terminal-generated business id (offline store-and-forward): unique per merchant.
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
 class OrderItemCreate(RequestModel):
@@ -22,6 +25,11 @@ class OrderItemCreate(RequestModel):
 class OrderCreate(RequestModel):
     store_id: StoreId | None = Field(default=None, description="optional for a device token (its own store)")
     items: list[OrderItemCreate] = Field(min_length=1, max_length=100)
+    client_order_id: ClientId | None = Field(
+        default=None,
+        description="the terminal's own id, unique per merchant: the same id never creates a second order "
+        "(same content: 200 with the existing order; other content: 409 client_id_conflict)",
+    )
 
 
 class OrderItemPublic(BaseModel):
@@ -47,6 +55,8 @@ class OrderPublic(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     canceled_at: datetime | None
+    client_order_id: str | None
+    taken_at: datetime | None = Field(description="when a terminal took it offline (POST /sync)")
 
 
 class OrderStatusUpdate(RequestModel):
@@ -77,6 +87,11 @@ class PaymentCreate(RequestModel):
     bill_id: BillId
     amount: Amount
     method: PaymentMethod
+    client_payment_id: ClientId | None = Field(
+        default=None,
+        description="the terminal's own id, unique per merchant: the same id never creates a second payment "
+        "(same content: 200 with the existing payment; other content: 409 client_id_conflict)",
+    )
 
 
 class PaymentPublic(BaseModel):
@@ -97,6 +112,8 @@ class PaymentPublic(BaseModel):
         description="the gateway captured this payment after it was voided: it never paid the bill and was "
         "refunded automatically (listed for review)"
     )
+    client_payment_id: str | None
+    taken_offline: bool
     version: int
     created_at: datetime
     updated_at: datetime
@@ -125,3 +142,34 @@ class RefundPublic(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class SyncPayment(RequestModel):
+    client_payment_id: ClientId
+    method: PaymentMethod
+    amount: Amount
+    offline_auth: str | None = Field(
+        default=None, min_length=1, max_length=255, description="the authorization the terminal got offline, if any"
+    )
+
+
+class SyncOrder(RequestModel):
+    client_order_id: ClientId
+    taken_at: AwareDatetime
+    items: list[OrderItemCreate] = Field(min_length=1, max_length=100)
+    payments: list[SyncPayment] = Field(default_factory=list, max_length=20)
+
+
+class SyncRequest(RequestModel):
+    orders: list[SyncOrder] = Field(min_length=1, max_length=100)
+
+
+class SyncResult(BaseModel):
+    client_order_id: str
+    status: Literal["created", "duplicate", "rejected"]
+    order_id: str | None = None
+    reason: str | None = None
+
+
+class SyncResponse(BaseModel):
+    results: list[SyncResult]

@@ -122,30 +122,56 @@ def _store_for_new_order(principal: Principal, requested: str | None) -> str:
 
 
 async def create_order(ctx: RequestContext, body: OrderCreate, claim: Claim | None) -> Reply:
-    """Ring up an order priced from the catalog: one read (store, currency, products) and one write."""
+    """Ring up an order priced from the catalog: one read (store, currency, products) and one write. With a
+    `client_order_id` already used by this merchant, the existing order is the answer (200), or 409 if its
+    content differs."""
     principal = _principal(ctx)
     store_id = _store_for_new_order(principal, body.store_id)
     tenant = await tenant_for(principal, _resolver(ctx, repository.RESOLVE_STORE, store_id))
     repo = CheckoutRepository(ctx.db, tenant)
-    catalog = await repo.store_catalog(store_id, sorted({item.product_id for item in body.items}))
-    if catalog is None:
-        raise NotFound("store not found")
-    unknown = sorted({item.product_id for item in body.items} - catalog.products.keys())
-    if unknown:
-        raise errors.UnknownProducts(unknown)
-    lines = []
-    for line_no, item in enumerate(body.items, start=1):
-        name, unit_price = catalog.products[item.product_id]
-        lines.append(Line(line_no, item.product_id, name, item.quantity, unit_price))
-    now = ctx.now()
-    checkout = Checkout.ring_up(new_id("ord"), tenant.merchant_id, store_id, catalog.currency, lines, now)
+    items = [(item.product_id, item.quantity) for item in body.items]
+    checkout = await _priced_order(repo, tenant, store_id, items, ctx.now(), client_order_id=body.client_order_id)
     data = _latest(checkout, checkout.order)
-    await repo.save(
-        checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
-    )
+    now = checkout.order.created_at
+    try:
+        await repo.save(
+            checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
+        )
+    except errors.ClientIdTaken:
+        assert body.client_order_id is not None
+        existing = await repo.load_by_client_order_id(body.client_order_id)
+        if existing is None or not _same_order(existing, store_id, items):
+            raise errors.ClientIdConflict(f"client_order_id {body.client_order_id!r} names another order") from None
+        return Reply(200, dumps(existing.order.body()), recorded=False)
     _cache_after_commit(ctx, checkout)
     await ctx.committed()  # one statement: durable without BEGIN/COMMIT
     return Reply(201, data)
+
+
+async def _priced_order(
+    repo: CheckoutRepository,
+    tenant: Tenant,
+    store_id: str,
+    items: list[tuple[str, int]],
+    now: datetime,
+    **offline: Any,
+) -> Checkout:
+    catalog = await repo.store_catalog(store_id, sorted({product_id for product_id, _ in items}))
+    if catalog is None:
+        raise NotFound("store not found")
+    unknown = sorted({product_id for product_id, _ in items} - catalog.products.keys())
+    if unknown:
+        raise errors.UnknownProducts(unknown)
+    lines = []
+    for line_no, (product_id, quantity) in enumerate(items, start=1):
+        name, unit_price = catalog.products[product_id]
+        lines.append(Line(line_no, product_id, name, quantity, unit_price))
+    return Checkout.ring_up(new_id("ord"), tenant.merchant_id, store_id, catalog.currency, lines, now, **offline)
+
+
+def _same_order(existing: Checkout, store_id: str, items: list[tuple[str, int]]) -> bool:
+    lines = [(line.product_id, line.quantity) for line in existing.order.lines]
+    return existing.order.store_id == store_id and lines == items
 
 
 async def get_order(ctx: RequestContext, order_id: str) -> bytes:
@@ -258,26 +284,40 @@ async def get_bill(ctx: RequestContext, bill_id: str) -> bytes:
 
 
 async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim | None) -> Reply:
-    """Cash succeeds at once; card and qr are sent to the gateway after the commit and stay pending."""
+    """Cash succeeds at once; card and qr are sent to the gateway after the commit and stay pending. With a
+    `client_payment_id` already used by this merchant, the existing payment is the answer (200), or 409 if its
+    content differs."""
     tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_BILL, body.bill_id))
     repo = CheckoutRepository(ctx.db, tenant)
 
     def transition(checkout: Checkout, now: datetime) -> Payment:
         reference = None if body.method is PaymentMethod.cash else new_reference()
-        return checkout.take_payment(new_id("pay"), body.amount, body.method, reference, now)
+        return checkout.take_payment(
+            new_id("pay"), body.amount, body.method, reference, now, client_payment_id=body.client_payment_id
+        )
 
     async def save(checkout: Checkout, now: datetime, payment: Payment) -> bool:
         completion = claim.completion(201, _latest(checkout, payment)) if claim else None
         return await repo.save(checkout, now, completion=completion, notify=ctx.notify_at_commit)
 
-    checkout, payment = await _change(
-        ctx,
-        lambda: repo.load_by_bill(body.bill_id),
-        lambda: repo.lock_by_bill(body.bill_id),
-        transition,
-        save,
-        "bill not found",
-    )
+    async def existing() -> Payment | None:
+        return await repo.get_payment_by_client_id(body.client_payment_id) if body.client_payment_id else None
+
+    if (found := await existing()) is not None:  # a retry of a payment already taken: nothing to check or take
+        return _same_payment_or_conflict(found, body)
+    try:
+        checkout, payment = await _change(
+            ctx,
+            lambda: repo.load_by_bill(body.bill_id),
+            lambda: repo.lock_by_bill(body.bill_id),
+            transition,
+            save,
+            "bill not found",
+        )
+    except errors.ClientIdTaken:
+        if (found := await existing()) is None:
+            raise errors.ConcurrentChange() from None
+        return _same_payment_or_conflict(found, body)
     _cache_after_commit(ctx, checkout)
     if payment.pgw_reference is not None:
         charge = Charge(payment.pgw_reference, payment.amount, payment.currency, payment.method)
@@ -285,6 +325,12 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
         ctx.after_commit(lambda: gateway.charge(charge))  # the gateway never hears of a payment we lost
     await ctx.committed()
     return Reply(201, _latest(checkout, payment))
+
+
+def _same_payment_or_conflict(found: Payment, body: PaymentCreate) -> Reply:
+    if (found.bill_id, found.amount, found.method) != (body.bill_id, body.amount, body.method):
+        raise errors.ClientIdConflict(f"client_payment_id {body.client_payment_id!r} names another payment")
+    return Reply(200, dumps(found.body()), recorded=False)
 
 
 async def get_payment(ctx: RequestContext, payment_id: str) -> bytes:

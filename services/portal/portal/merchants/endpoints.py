@@ -11,7 +11,7 @@ from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cur
 from ..errors import COMMON_ERRORS, NOT_FOUND
 from ..schemas import ULID, MerchantQuery
 from . import service
-from .schemas import MerchantCreate, MerchantPublic, StoreCreate, StorePublic
+from .schemas import MerchantCreate, MerchantPublic, OfflineLimitsUpdate, StoreCreate, StorePublic
 
 router = APIRouter(tags=["merchants and stores"], responses=COMMON_ERRORS)
 
@@ -26,6 +26,20 @@ async def get_merchant(
     merchant_id: Annotated[str, Path(pattern=rf"^mer_{ULID}$")], principal: PrincipalDep, session: SessionDep
 ) -> MerchantPublic:
     return await service.get_merchant(session, principal, merchant_id)
+
+
+@router.patch(
+    "/merchants/{merchant_id}",
+    responses=NOT_FOUND,
+    summary="Set the merchant's offline limits (admin, or the merchant itself; enforced at POST /sync)",
+)
+async def update_merchant(
+    merchant_id: Annotated[str, Path(pattern=rf"^mer_{ULID}$")],
+    body: OfflineLimitsUpdate,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> MerchantPublic:
+    return await service.update_offline_limits(session, principal, merchant_id, body)
 
 
 @router.post(

@@ -9,9 +9,12 @@ from ..tenancy import Tenant
 TENANT_RESOLUTION = "/* tenant-resolution */"
 
 
-async def get_merchant(session: AsyncSession, merchant_id: str) -> Merchant | None:
+async def get_merchant(session: AsyncSession, merchant_id: str, *, for_update: bool = False) -> Merchant | None:
     """A merchant row is its own tenant."""
-    return (await session.execute(select(Merchant).where(Merchant.id == merchant_id))).scalar_one_or_none()
+    query = select(Merchant).where(Merchant.id == merchant_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def merchant_of_store(session: AsyncSession, store_id: str) -> str | None:

@@ -11,12 +11,18 @@ from ..events import emit
 from ..models import Merchant, Store
 from ..tenancy import merchant_for_write, own_tenant, tenant_for, tenant_for_list
 from . import repository
-from .schemas import MerchantCreate, MerchantPublic, StoreCreate, StorePublic
+from .schemas import MerchantCreate, MerchantPublic, OfflineLimitsUpdate, StoreCreate, StorePublic
 
 
 def merchant_public(merchant: Merchant) -> MerchantPublic:
     return MerchantPublic(
-        id=merchant.id, name=merchant.name, currency=merchant.currency, created_at=merchant.created_at
+        id=merchant.id,
+        name=merchant.name,
+        currency=merchant.currency,
+        created_at=merchant.created_at,
+        offline_max_payment_amount=merchant.offline_max_payment_amount,
+        offline_max_outstanding_amount=merchant.offline_max_outstanding_amount,
+        offline_max_age_hours=merchant.offline_max_age_hours,
     )
 
 
@@ -25,7 +31,9 @@ def store_public(store: Store) -> StorePublic:
 
 
 async def create_merchant(session: AsyncSession, body: MerchantCreate) -> MerchantPublic:
-    merchant = Merchant(id=new_id("mer"), name=body.name, currency=body.currency, created_at=utcnow())
+    merchant = Merchant(
+        id=new_id("mer"), name=body.name, currency=body.currency, created_at=utcnow(), offline_max_age_hours=24
+    )
     session.add(merchant)
     await session.flush()
     return merchant_public(merchant)
@@ -38,6 +46,25 @@ async def get_merchant(session: AsyncSession, principal: Principal, merchant_id:
     merchant = await repository.get_merchant(session, merchant_id)
     if merchant is None:
         raise NotFound("merchant not found")
+    return merchant_public(merchant)
+
+
+async def update_offline_limits(
+    session: AsyncSession, principal: Principal, merchant_id: str, body: OfflineLimitsUpdate
+) -> MerchantPublic:
+    """The merchant's offline limits (admin, or the merchant itself); only the fields sent change."""
+    own = own_tenant(principal)
+    if own is not None and (own.merchant_id != merchant_id or own.store_id is not None):
+        raise NotFound("merchant not found")  # a device never changes its merchant's limits
+    merchant = await repository.get_merchant(session, merchant_id, for_update=True)
+    if merchant is None:
+        raise NotFound("merchant not found")
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("offline_max_age_hours", 24) is None:
+        changes["offline_max_age_hours"] = 24  # the documented default
+    for name, value in changes.items():
+        setattr(merchant, name, value)
+    await session.flush()
     return merchant_public(merchant)
 
 

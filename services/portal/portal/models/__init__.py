@@ -31,6 +31,10 @@ class Merchant(Base):
     name: Mapped[str] = mapped_column(String)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    # Offline limits, enforced when a terminal forwards what it took offline (POST /sync). NULL: no limit.
+    offline_max_payment_amount: Mapped[int | None] = mapped_column(BigInteger)
+    offline_max_outstanding_amount: Mapped[int | None] = mapped_column(BigInteger)  # per device
+    offline_max_age_hours: Mapped[int] = mapped_column(Integer, default=24, server_default=text("24"))
 
 
 class Store(Base):
@@ -71,6 +75,14 @@ class Order(Base):
         Index("ix_orders_merchant_id_id", "merchant_id", "id"),
         Index("ix_orders_merchant_id_store_id_id", "merchant_id", "store_id", "id"),
         Index("ix_orders_merchant_id_status_id", "merchant_id", "status", "id"),
+        # A terminal's own id for an order (offline store-and-forward): one order per id per merchant, whatever races.
+        Index(
+            "uq_orders_merchant_id_client_order_id",
+            "merchant_id",
+            "client_order_id",
+            unique=True,
+            postgresql_where=text("client_order_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
@@ -91,6 +103,9 @@ class Order(Base):
     lock_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     # Succeeded refunds of the order's payments (its revenue is total_amount - refunded_amount once completed).
     refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    client_order_id: Mapped[str | None] = mapped_column(String)
+    taken_at: Mapped[datetime | None] = mapped_column()  # when a terminal took it offline
+    device_id: Mapped[str | None] = mapped_column(String)  # the terminal that forwarded it
 
 
 class OrderLine(Base):
@@ -156,6 +171,19 @@ class Payment(Base):
             name="refunds_within_amount",
         ),
         Index("ix_payments_bill_id_status", "bill_id", "status"),
+        Index(
+            "uq_payments_merchant_id_client_payment_id",
+            "merchant_id",
+            "client_payment_id",
+            unique=True,
+            postgresql_where=text("client_payment_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_payments_offline_pending",
+            "merchant_id",
+            "device_id",
+            postgresql_where=text(f"taken_offline AND status = '{PaymentStatus.pending}'"),
+        ),
         Index("ix_payments_merchant_id_id", "merchant_id", "id"),
     )
 
@@ -178,6 +206,10 @@ class Payment(Base):
     # Set when the gateway captured the payment after we voided it: it never pays the bill, it is refunded
     # automatically and listed for review.
     captured_after_void_at: Mapped[datetime | None] = mapped_column()
+    client_payment_id: Mapped[str | None] = mapped_column(String)
+    taken_offline: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    device_id: Mapped[str | None] = mapped_column(String)
+    offline_auth: Mapped[str | None] = mapped_column(String)
 
 
 class Refund(Base):
