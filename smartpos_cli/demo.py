@@ -3,7 +3,8 @@
 An operator (the platform admin client) creates a merchant, a store and a product; a terminal registers its
 EC P-256 key, signs in with a `private_key_jwt` assertion, rings up an order, bills it and pays by card; the
 mock gateway's signed webhook completes the order; then one cup is refunded to the card, settled by the gateway's
-signed refund webhook. Every request is printed with the key fields of its answer,
+signed refund webhook; a sale taken offline is forwarded (twice: the second time a duplicate), and a pending card
+payment is voided. Every request is printed with the key fields of its answer,
 so the output doubles as a walkthrough of the API.
 """
 
@@ -13,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +266,53 @@ def run_demo(
         net = _expect(client.get(f"{portal_url}/orders/{order['id']}", headers=as_device), 200, "read order")
         echo(f"→ GET  {portal_url}/orders/{order['id']}")
         echo(f"  ← 200 {_fields(net, 'status', 'total_amount', 'refunded_amount')}")
+
+        # The shop lost its connection for a while: the terminal forwards what it rang up offline, twice (as a
+        # terminal reconnecting would); the second time everything is a duplicate.
+        offline_entry = {
+            "client_order_id": f"demo-till1-{uuid.uuid4().hex[:12]}",
+            "taken_at": datetime.now(UTC).isoformat(),
+            "items": [{"product_id": product["id"], "quantity": 1}],
+            "payments": [{"client_payment_id": f"demo-till1-{uuid.uuid4().hex[:12]}", "method": "cash", "amount": 450}],
+        }
+        for attempt in ("", " again"):
+            echo(f"→ POST {portal_url}/sync{attempt}  {{orders: [one order taken offline, paid 450 in cash]}}")
+            synced = _expect(
+                client.post(f"{portal_url}/sync", json={"orders": [offline_entry]}, headers=as_device), 200, "sync"
+            )
+            (result,) = synced["results"]
+            echo(f"  ← 200 {_fields(result, 'client_order_id', 'status', 'order_id', 'reason')}")
+
+        # A card payment voided before the gateway confirms it (if the gateway was faster, the void is refused).
+        second = _expect(
+            client.post(
+                f"{portal_url}/orders",
+                json={"items": [{"product_id": product["id"], "quantity": 1}]},
+                headers=as_device,
+            ),
+            201,
+            "second order",
+        )
+        second_bill = _expect(
+            client.post(f"{portal_url}/bills", json={"order_id": second["id"]}, headers=as_device), 201, "second bill"
+        )
+        pending = _expect(
+            client.post(
+                f"{portal_url}/payments",
+                json={"bill_id": second_bill["id"], "amount": second_bill["total_amount"], "method": "card"},
+                headers=as_device,
+            ),
+            201,
+            "second card payment",
+        )
+        echo(f"→ POST {portal_url}/payments/{pending['id']}/void")
+        voided = client.post(f"{portal_url}/payments/{pending['id']}/void", headers=as_device)
+        if voided.status_code == 200:
+            echo(f"  ← 200 {_fields(voided.json(), 'id', 'status')} (the gateway is told; the bill can be paid again)")
+        elif voided.status_code == 409:
+            echo("  ← 409 payment_not_voidable (the gateway confirmed it first: refund it instead)")
+        else:
+            raise DemoError(f"void: HTTP {voided.status_code}: {voided.text[:300]}")
         echo(
             f"checkout complete: order {order['id']} completed, bill {bill['id']} {paid['status']},"
             f" refund {refund['id']} {refund['status']} ({refund['amount']} back to the card)"

@@ -34,6 +34,9 @@ STEPS = (
     "GET  {portal}/orders/",
     "POST {portal}/refunds  Idempotency-Key",
     "GET  {portal}/refunds/",
+    "POST {portal}/sync",
+    "POST {portal}/sync again",
+    "POST {portal}/payments/",
 )
 
 
@@ -76,6 +79,8 @@ def assert_whole_checkout(result: subprocess.CompletedProcess[str], portal: str,
     assert "status=completed" in out
     assert "checkout complete: order ord_" in out and "paid" in out.splitlines()[-1]
     assert "refunded_amount=450" in out and "succeeded (450 back to the card)" in out.splitlines()[-1]
+    assert "status=created" in out and "status=duplicate" in out
+    assert "status=canceled" in out or "409 payment_not_voidable" in out
 
 
 def test_demo_checks_out_with_credentials_file_and_url_options(
