@@ -203,3 +203,38 @@ async def test_offline_limits_refuse_what_is_over_them_with_the_reason(
     assert bad.status_code == 422
     as_merchant = await portal.post("/sync", json={"orders": [entry(tenant, [])]}, headers=tenant.as_merchant)
     assert as_merchant.status_code == 403
+
+
+async def test_a_client_id_taken_in_a_store_the_caller_cannot_see_is_a_conflict(
+    portal: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Ids are unique per merchant: the device of one store reusing an id its merchant used in another store gets
+    409, not the other store's payment (which it may not see) and not a retry-later error."""
+    items = [{"product_id": tenant.products[0]["id"], "quantity": 1}]
+    elsewhere = await portal.post(
+        "/orders", json={"store_id": tenant.other_store_id, "items": items}, headers=tenant.as_merchant
+    )
+    other_bill = (
+        await portal.post("/bills", json={"order_id": elsewhere.json()["id"]}, headers=tenant.as_merchant)
+    ).json()
+    taken = cid("pay")
+    body = {"bill_id": other_bill["id"], "amount": 500, "method": "cash", "client_payment_id": taken}
+    assert (await portal.post("/payments", json=body, headers=tenant.as_merchant)).status_code == 201
+    order = await ring_up(portal, tenant)
+    b = await bill(portal, tenant, order["id"])
+    mine = await portal.post(
+        "/payments",
+        json={"bill_id": b["id"], "amount": 500, "method": "cash", "client_payment_id": taken},
+        headers=tenant.as_device,
+    )
+    assert mine.status_code == 409 and code(mine) == "client_id_conflict", mine.text
+    reused_order = await portal.post(
+        "/orders",
+        json={"store_id": tenant.other_store_id, "items": items, "client_order_id": "shared-1"},
+        headers=tenant.as_merchant,
+    )
+    assert reused_order.status_code == 201
+    theirs = await portal.post(
+        "/orders", json={"items": items, "client_order_id": "shared-1"}, headers=tenant.as_device
+    )
+    assert theirs.status_code == 409 and code(theirs) == "client_id_conflict"

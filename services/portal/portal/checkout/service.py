@@ -315,8 +315,8 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
             "bill not found",
         )
     except errors.ClientIdTaken:
-        if (found := await existing()) is None:
-            raise errors.ConcurrentChange() from None
+        if (found := await existing()) is None:  # taken in a store this caller cannot see
+            raise errors.ClientIdConflict(f"client_payment_id {body.client_payment_id!r} is taken") from None
         return _same_payment_or_conflict(found, body)
     _cache_after_commit(ctx, checkout)
     if payment.pgw_reference is not None:
