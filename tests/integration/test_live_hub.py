@@ -203,7 +203,11 @@ async def test_live_store_view_is_built_from_events(
     assert view["today"] == {"orders": 2, "completed": 1, "revenue": 1200}
     # A refund reaches the view through order.updated: today's revenue is net of it.
     payment = (await portal.get(f"/payments?bill_id={b['id']}", headers=tenant.as_device)).json()["items"][0]
-    refund = await portal.post("/refunds", json={"payment_id": payment["id"], "amount": 450}, headers=tenant.as_device)
+    refund = await portal.post(
+        "/refunds",
+        json={"payment_id": payment["id"], "amount": 450},
+        headers={**tenant.as_device, "Idempotency-Key": f"live-{payment['id']}"},
+    )
     assert refund.status_code == 201, refund.text
     for _ in range(50):
         view = httpx.get(url, headers=tenant.as_merchant).json()

@@ -63,3 +63,16 @@ def test_the_mode_selects_the_adapter() -> None:
     assert isinstance(
         gateway_for(PortalSettings(pgw_mode="http", pgw_url="https://pgw.example", pgw_api_key="k")), HttpGateway
     )
+
+
+async def test_http_gateway_forwards_an_offline_authorization_with_the_charge() -> None:
+    seen: list[httpx.Request] = []
+
+    def fake_gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"status": "accepted"})
+
+    gateway = HttpGateway("https://pgw.example", "k", transport=httpx.MockTransport(fake_gateway))
+    await gateway.charge(Charge("pgwref_3", 700, "JPY", "card", offline_auth="AUTH-778899"))
+    await gateway.close()
+    assert json.loads(seen[0].content)["offline_auth"] == "AUTH-778899"

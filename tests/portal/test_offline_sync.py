@@ -139,7 +139,8 @@ async def test_a_batch_forwarded_three_times_creates_everything_exactly_once(
 async def test_a_card_declined_at_sync_leaves_the_order_open_with_what_is_due(
     portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant
 ) -> None:
-    (result,) = await sync(portal, tenant, [entry(tenant, [("cash", 200), ("card", 1000)])])
+    sent = entry(tenant, [("cash", 200), ("card", 1000)])
+    (result,) = await sync(portal, tenant, [sent])
     assert result["status"] == "created"
     order_id = result["order_id"]
     pending = (await portal.get("/payments?status=pending", headers=tenant.as_merchant)).json()["items"]
@@ -155,6 +156,9 @@ async def test_a_card_declined_at_sync_leaves_the_order_open_with_what_is_due(
         "/payments", json={"bill_id": b["id"], "amount": 1000, "method": "cash"}, headers=tenant.as_device
     )
     assert again.status_code == 201
+    # The terminal forwards the same entry again (it never saw the answer): still the same sale, a duplicate.
+    (resent,) = await sync(portal, tenant, [sent])
+    assert resent == {"client_order_id": sent["client_order_id"], "status": "duplicate", "order_id": order_id}
     await assert_money_invariants(portal_app, tenant.merchant_id)
 
 

@@ -5,6 +5,7 @@ checked in the database itself."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ async def refund(
     portal: httpx.AsyncClient, tenant: Tenant, payment_id: str, amount: int, **extra: Any
 ) -> httpx.Response:
     return await portal.post(
-        "/refunds", json={"payment_id": payment_id, "amount": amount, **extra}, headers=tenant.as_device
+        "/refunds",
+        json={"payment_id": payment_id, "amount": amount, **extra},
+        headers={**tenant.as_device, "Idempotency-Key": uuid.uuid4().hex},
     )
 
 
@@ -280,9 +283,12 @@ async def test_refunds_and_voids_refuse_what_they_should(
         assert response.status_code == 404, response.text
     foreign_list = (await portal.get(f"/refunds?payment_id={cash['id']}", headers=other.as_merchant)).json()
     assert foreign_list["items"] == []
-    assert (
-        await portal.post("/refunds", json={"payment_id": "pay_x", "amount": 1}, headers=tenant.as_device)
-    ).status_code == 422
+    keyed = {**tenant.as_device, "Idempotency-Key": "k-1"}
+    bad_id = await portal.post("/refunds", json={"payment_id": "pay_x", "amount": 1}, headers=keyed)
+    assert bad_id.status_code == 422
+    # A refund without an Idempotency-Key could be paid twice by a retry: refused.
+    keyless = await portal.post("/refunds", json={"payment_id": cash["id"], "amount": 10}, headers=tenant.as_device)
+    assert keyless.status_code == 422 and "Idempotency-Key" in keyless.text
 
 
 async def test_every_event_type_recorded_is_documented_in_asyncapi(
@@ -314,3 +320,44 @@ async def test_every_event_type_recorded_is_documented_in_asyncapi(
     documented = set(yaml.safe_load(ASYNCAPI.read_text())["channels"]["orderEvents"]["parameters"]["type"]["enum"])
     assert {"refund.created", "refund.succeeded", "refund.failed", "payment.canceled"} <= recorded
     assert recorded <= documented, recorded - documented
+
+
+async def test_a_capture_after_void_whose_automatic_refund_failed_can_be_refunded_again(
+    portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant
+) -> None:
+    order = await ring_up(portal, tenant)
+    b = await bill(portal, tenant, order["id"])
+    payment = (await pay(portal, tenant, b["id"], b["total_amount"])).json()
+    assert (await portal.post(f"/payments/{payment['id']}/void", headers=tenant.as_device)).status_code == 200
+    await webhook(portal, new_id("evt"), payment["pgw_reference"], payment["amount"])  # captured anyway
+    auto = (await portal.get(f"/refunds?payment_id={payment['id']}", headers=tenant.as_device)).json()["items"][0]
+    failed = await webhook(portal, new_id("evt"), auto["pgw_reference"], auto["amount"], "refund.failed")
+    assert failed.status_code == 200
+    after = (await portal.get(f"/payments/{payment['id']}", headers=tenant.as_device)).json()
+    assert after["refund_pending_amount"] == 0 and after["refunded_amount"] == 0
+    again = await refund(portal, tenant, payment["id"], payment["amount"], reason="captured_after_void")
+    assert again.status_code == 201 and again.json()["status"] == "pending", again.text
+    settled = await webhook(portal, new_id("evt"), again.json()["pgw_reference"], payment["amount"], "refund.succeeded")
+    assert settled.status_code == 200
+    final_bill = (await portal.get(f"/bills/{b['id']}", headers=tenant.as_device)).json()
+    assert final_bill["paid_amount"] == 0 and final_bill["refunded_amount"] == 0  # it never paid the bill
+    async with portal_app.state.engine.connect() as conn:
+        last = await conn.scalar(
+            text(
+                "SELECT payload->'data' FROM outbox WHERE subject = :p AND type LIKE 'payment.%'"
+                " ORDER BY position DESC LIMIT 1"
+            ),
+            {"p": payment["id"]},
+        )
+        row = (
+            await conn.execute(
+                text("SELECT version, refunded_amount FROM payments WHERE id = :p"), {"p": payment["id"]}
+            )
+        ).one()
+    # The payment's last event is the row as it ended up (version and refunded amount).
+    assert (
+        (last["version"], last["refunded_amount"])
+        == (row.version, row.refunded_amount)
+        == (row.version, payment["amount"])
+    )
+    await assert_money_invariants(portal_app, tenant.merchant_id)

@@ -7,9 +7,10 @@
 - `merchants.offline_max_payment_amount` / `offline_max_outstanding_amount` (per device; NULL: no limit) and
   `offline_max_age_hours` (default 24), enforced at `POST /sync`.
 
-Live-safe: every new column is NULL or has a constant default (metadata only); the unique indexes are built
-CONCURRENTLY outside the migration's transaction (no lock that blocks writes) and re-runnable (IF NOT EXISTS; an
-index left INVALID by a failed build is dropped and built again).
+Live-safe: every new column is NULL or has a constant default (metadata only); the indexes are built
+CONCURRENTLY outside the migration's transaction (no lock that blocks writes). Re-runnable after a failure part
+way (the columns are committed before the builds start): ADD COLUMN IF NOT EXISTS, CREATE INDEX … IF NOT EXISTS,
+and an index left INVALID by a failed build is dropped and built again.
 
 Revision ID: 7e3a2c1d9b64
 Revises: 6d2f1e0b8a53
@@ -57,24 +58,21 @@ def _invalid_index(name: str) -> bool:
 def upgrade() -> None:
     op.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     op.execute(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
-    op.add_column("orders", sa.Column("client_order_id", sa.String(), nullable=True))
-    op.add_column("orders", sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True))
-    op.add_column("orders", sa.Column("device_id", sa.String(), nullable=True))
-    op.add_column("payments", sa.Column("client_payment_id", sa.String(), nullable=True))
-    op.add_column(
-        "payments", sa.Column("taken_offline", sa.Boolean(), server_default=sa.text("false"), nullable=False)
-    )
-    op.add_column("payments", sa.Column("device_id", sa.String(), nullable=True))
-    op.add_column("payments", sa.Column("offline_auth", sa.String(), nullable=True))
-    op.add_column("merchants", sa.Column("offline_max_payment_amount", sa.BigInteger(), nullable=True))
-    op.add_column("merchants", sa.Column("offline_max_outstanding_amount", sa.BigInteger(), nullable=True))
-    op.add_column(
-        "merchants",
-        sa.Column("offline_max_age_hours", sa.Integer(), server_default=sa.text("24"), nullable=False),
-    )
+    op.add_column("orders", sa.Column("client_order_id", sa.String(), nullable=True), if_not_exists=True)
+    op.add_column("orders", sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True), if_not_exists=True)
+    op.add_column("orders", sa.Column("device_id", sa.String(), nullable=True), if_not_exists=True)
+    op.add_column("payments", sa.Column("client_payment_id", sa.String(), nullable=True), if_not_exists=True)
+    op.add_column("payments", sa.Column("taken_offline", sa.Boolean(), server_default=sa.text("false"), nullable=False), if_not_exists=True)
+    op.add_column("payments", sa.Column("device_id", sa.String(), nullable=True), if_not_exists=True)
+    op.add_column("payments", sa.Column("offline_auth", sa.String(), nullable=True), if_not_exists=True)
+    op.add_column("merchants", sa.Column("offline_max_payment_amount", sa.BigInteger(), nullable=True), if_not_exists=True)
+    op.add_column("merchants", sa.Column("offline_max_outstanding_amount", sa.BigInteger(), nullable=True), if_not_exists=True)
+    op.add_column("merchants", sa.Column("offline_max_age_hours", sa.Integer(), server_default=sa.text("24"), nullable=False), if_not_exists=True)
     with op.get_context().autocommit_block():
-        op.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-        op.execute("SET statement_timeout = '0'")  # a concurrent build waits for nobody's writes
+        # A concurrent build holds only SHARE UPDATE EXCLUSIVE (reads and writes go on) but waits for transactions
+        # older than it to finish: no lock or statement timeout, or one long transaction would abort the deploy.
+        op.execute("SET lock_timeout = '0'")
+        op.execute("SET statement_timeout = '0'")
         for name, create in INDEXES:
             if not context.is_offline_mode() and _invalid_index(name):
                 op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")

@@ -45,6 +45,18 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
+# Money that leaves the merchant (refunds): a retry without a key could pay twice, so the key is required (422).
+RequiredIdempotencyKeyHeader = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Required: the same key and body return the first response (kept 72 h).",
+    ),
+]
+
 CLAIM = """
 INSERT INTO idempotency_keys (owner, key, request_hash, state, created_at, expires_at)
 VALUES ($1, $2, $3, 'in_flight', $4, $5) ON CONFLICT DO NOTHING RETURNING true"""

@@ -11,7 +11,7 @@ from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cur
 
 from ..context import ContextDep
 from ..errors import COMMON_ERRORS, CONFLICT, NOT_FOUND
-from ..idempotency import IdempotencyKeyHeader, idempotent
+from ..idempotency import IdempotencyKeyHeader, RequiredIdempotencyKeyHeader, idempotent
 from ..schemas import ULID
 from . import offline, service
 from .model import dumps
@@ -180,10 +180,10 @@ async def void_payment(payment_id: PaymentIdPath, ctx: ContextDep) -> Response:
     response_model=RefundPublic,
     responses={**NOT_FOUND, **CONFLICT},
     summary="Refund part or all of a succeeded payment to the same tender: cash at once, card and qr through "
-    "the gateway (pending until its webhook)",
+    "the gateway (pending until its webhook). Idempotency-Key required: a retried refund must never pay twice",
 )
 async def create_refund(
-    request: Request, body: RefundCreate, ctx: ContextDep, idempotency_key: IdempotencyKeyHeader = None
+    request: Request, body: RefundCreate, ctx: ContextDep, idempotency_key: RequiredIdempotencyKeyHeader
 ) -> Response:
     return await idempotent(ctx, request, idempotency_key, body, lambda claim: service.create_refund(ctx, body, claim))
 

@@ -418,8 +418,9 @@ class Checkout:
         assert payment.status is PaymentStatus.canceled and payment.captured_after_void_at is None
         self._change(payment, now)
         payment.captured_after_void_at = now
-        self._record("payment.captured_after_void", payment)
-        return self._new_refund(payment, refund_id, payment.amount, "captured_after_void", pgw_reference, now)
+        refund = self._new_refund(payment, refund_id, payment.amount, "captured_after_void", pgw_reference, now)
+        self._record("payment.captured_after_void", payment)  # as it ends up: the refund reserved
+        return refund
 
     def refund(
         self,
@@ -431,17 +432,22 @@ class Checkout:
         now: datetime,
     ) -> Refund:
         """Part or all of what is left of a succeeded payment goes back to the same tender. Cash is given back at
-        once; card and qr are pending until the gateway settles them."""
-        if payment.status is not PaymentStatus.succeeded:
+        once; card and qr are pending until the gateway settles them. A payment captured after its void can be
+        refunded too (its automatic refund may have failed): that money never paid the bill."""
+        captured = payment.status is PaymentStatus.canceled and payment.captured_after_void_at is not None
+        if payment.status is not PaymentStatus.succeeded and not captured:
             raise errors.PaymentNotRefundable(f"the payment is {payment.status}; only succeeded payments are refunded")
         if amount > payment.refundable_amount:
             raise errors.RefundExceedsPayment(payment.refundable_amount)
         refund = self._new_refund(payment, refund_id, amount, reason, pgw_reference, now)
         if payment.method is PaymentMethod.cash:
-            self.settle_refund(refund, succeeded=True, reason=None, now=now)
+            self.settle_refund(refund, succeeded=True, reason=None, now=now, record_payment=False)
+        self._record("payment.updated", payment)  # its refunded / reserved amounts, as they end up
         return refund
 
-    def settle_refund(self, refund: Refund, *, succeeded: bool, reason: str | None, now: datetime) -> None:
+    def settle_refund(
+        self, refund: Refund, *, succeeded: bool, reason: str | None, now: datetime, record_payment: bool = True
+    ) -> None:
         """pending → succeeded (the money is back with the customer: the payment, bill and order count it) or
         failed (the reserved amount is refundable again)."""
         assert refund.status is RefundStatus.pending
@@ -452,10 +458,14 @@ class Checkout:
         if not succeeded:
             refund.status, refund.failure_reason = RefundStatus.failed, reason
             self._record("refund.failed", refund)
+            if record_payment:
+                self._record("payment.updated", payment)
             return
         refund.status = RefundStatus.succeeded
         payment.refunded_amount += refund.amount
         self._record("refund.succeeded", refund)
+        if record_payment:
+            self._record("payment.updated", payment)
         if payment.status is PaymentStatus.succeeded:  # a captured-after-void payment never counted
             bill = self.bill
             assert bill is not None

@@ -22,7 +22,7 @@ from ..context import RequestContext
 from ..pgw.gateway import Charge, new_reference
 from ..tenancy import Tenant
 from . import errors
-from .model import Checkout, OfflineTender, Payment
+from .model import OfflineTender, Payment
 from .repository import CheckoutRepository
 from .schemas import SyncOrder, SyncRequest
 from .service import _cache_after_commit, _priced_order, _same_order
@@ -69,17 +69,30 @@ def _content(entry: SyncOrder) -> list[tuple[str, int]]:
     return [(item.product_id, item.quantity) for item in entry.items]
 
 
-def _same_payments(existing: Checkout, entry: SyncOrder) -> bool:
-    have = sorted((p.client_payment_id or "", p.method.value, p.amount) for p in existing.payments)
-    want = sorted((p.client_payment_id, p.method.value, p.amount) for p in entry.payments)
-    return have == want
+async def _same_payments(repo: CheckoutRepository, order_id: str, entry: SyncOrder) -> bool:
+    """Each tender of the entry exists on that order with the same method and amount. What happened to the order
+    since (a declined card paid in cash, a bill voided when the order was completed by hand) does not matter."""
+    if not entry.payments:
+        return True
+    found = {
+        p.client_payment_id: p for p in await repo.payments_by_client_ids([t.client_payment_id for t in entry.payments])
+    }
+    for tender in entry.payments:
+        payment = found.get(tender.client_payment_id)
+        if payment is None or (payment.order_id, payment.method, payment.amount) != (
+            order_id,
+            tender.method,
+            tender.amount,
+        ):
+            return False
+    return True
 
 
 async def _duplicate(repo: CheckoutRepository, store_id: str, entry: SyncOrder) -> tuple[str, str] | None:
     existing = await repo.load_by_client_order_id(entry.client_order_id)
     if existing is None:
         return None
-    if not (_same_order(existing, store_id, _content(entry)) and _same_payments(existing, entry)):
+    if not (_same_order(existing, store_id, _content(entry)) and await _same_payments(repo, existing.order.id, entry)):
         raise Rejected(errors.ClientIdConflict.code)
     return existing.order.id, "duplicate"
 
@@ -157,7 +170,7 @@ async def _forward(
 def _charge_after_commit(ctx: RequestContext, payment: Payment) -> None:
     if payment.pgw_reference is None:
         return
-    charge = Charge(payment.pgw_reference, payment.amount, payment.currency, payment.method)
+    charge = Charge(payment.pgw_reference, payment.amount, payment.currency, payment.method, payment.offline_auth)
     gateway = ctx.gateway
 
     async def action() -> None:

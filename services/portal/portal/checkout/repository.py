@@ -380,6 +380,25 @@ class CheckoutRepository:
         )
         return _checkout(row) if row is not None else None
 
+    async def client_order_id_taken(self, client_order_id: str) -> bool:
+        """Whether this merchant has an order with this terminal id (in any store: ids are the merchant's)."""
+        return bool(
+            await self.db.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM orders WHERE merchant_id = $1 AND client_order_id = $2)",
+                self.tenant.merchant_id,
+                client_order_id,
+            )
+        )
+
+    async def payments_by_client_ids(self, client_payment_ids: Sequence[str]) -> list[Payment]:
+        """This merchant's payments with these terminal ids, whatever bill or store they are on."""
+        rows = await self.db.fetch(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments p WHERE p.merchant_id = $1 AND p.client_payment_id = ANY($2)",
+            self.tenant.merchant_id,
+            list(client_payment_ids),
+        )
+        return [payment_of(row) for row in rows]
+
     async def get_payment_by_client_id(self, client_payment_id: str) -> Payment | None:
         row = await self.db.fetchrow(
             GET_PAYMENT_BY_CLIENT_ID, client_payment_id, self.tenant.merchant_id, self.tenant.store_id

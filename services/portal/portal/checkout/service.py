@@ -130,6 +130,16 @@ async def create_order(ctx: RequestContext, body: OrderCreate, claim: Claim | No
     tenant = await tenant_for(principal, _resolver(ctx, repository.RESOLVE_STORE, store_id))
     repo = CheckoutRepository(ctx.db, tenant)
     items = [(item.product_id, item.quantity) for item in body.items]
+
+    async def existing_order() -> Reply:
+        assert body.client_order_id is not None
+        existing = await repo.load_by_client_order_id(body.client_order_id)
+        if existing is None or not _same_order(existing, store_id, items):
+            raise errors.ClientIdConflict(f"client_order_id {body.client_order_id!r} names another order")
+        return Reply(200, dumps(existing.order.body()), recorded=False)
+
+    if body.client_order_id is not None and await repo.client_order_id_taken(body.client_order_id):
+        return await existing_order()  # a retry: answered before pricing (the catalog may have changed since)
     checkout = await _priced_order(repo, tenant, store_id, items, ctx.now(), client_order_id=body.client_order_id)
     data = _latest(checkout, checkout.order)
     now = checkout.order.created_at
@@ -138,11 +148,7 @@ async def create_order(ctx: RequestContext, body: OrderCreate, claim: Claim | No
             checkout, now, completion=claim.completion(201, data) if claim else None, notify=ctx.notify_at_commit
         )
     except errors.ClientIdTaken:
-        assert body.client_order_id is not None
-        existing = await repo.load_by_client_order_id(body.client_order_id)
-        if existing is None or not _same_order(existing, store_id, items):
-            raise errors.ClientIdConflict(f"client_order_id {body.client_order_id!r} names another order") from None
-        return Reply(200, dumps(existing.order.body()), recorded=False)
+        return await existing_order()  # the same id raced in
     _cache_after_commit(ctx, checkout)
     await ctx.committed()  # one statement: durable without BEGIN/COMMIT
     return Reply(201, data)

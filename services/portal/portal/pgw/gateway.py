@@ -33,6 +33,7 @@ class Charge:
     amount: int
     currency: str
     method: str
+    offline_auth: str | None = None  # the authorization a terminal got while offline (POST /sync), if any
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class HttpGateway:
                     "amount": charge.amount,
                     "currency": charge.currency,
                     "method": charge.method,
+                    **({"offline_auth": charge.offline_auth} if charge.offline_auth else {}),
                 },
                 headers={"Idempotency-Key": charge.pgw_reference},
             )
