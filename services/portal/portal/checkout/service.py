@@ -486,25 +486,29 @@ class GatewayEvent:
 
 
 async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> GatewayResult:
-    """The gateway says a payment succeeded or failed. The tenant comes from the payment it names; from there
-    the work is scoped like any other. Each event id is applied once; an amount that differs from the payment
-    is recorded and never pays; events for a payment that is no longer pending change nothing, except a capture
-    of a payment we voided: recorded for review and refunded at once."""
+    """The gateway says a payment or a refund succeeded or failed. The tenant comes from the payment or refund it
+    names; from there the work is scoped like any other. Each event id is applied once; an amount that differs
+    from the payment's or refund's is recorded and settles nothing; events for something no longer pending change
+    nothing, except a capture of a payment we voided: recorded for review and refunded at once."""
     if event.type.startswith("refund."):
-        return await _apply_refund_event(ctx, event)
+        found = await repository.resolve_refund_reference(ctx.db, event.pgw_reference, event.id)
+        if found is None:
+            raise NotFound("no refund has this pgw_reference", code="unknown_pgw_reference")
+        refund_id = found["id"]
+        return await _apply(
+            ctx, event, found, lambda c: c.refund_by_id(refund_id).payment_id, _refund_transition(event, refund_id)
+        )
     found = await repository.resolve_reference(ctx.db, event.pgw_reference, event.id)
     if found is None:
         raise NotFound("no payment has this pgw_reference", code="unknown_pgw_reference")
-    if found["seen"]:
-        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
-    repo = CheckoutRepository(ctx.db, Tenant(found["merchant_id"]))
-    payment_id, bill_id = found["id"], found["bill_id"]
+    payment_id = found["id"]
+    return await _apply(ctx, event, found, lambda _: payment_id, _payment_transition(event, payment_id))
 
-    def record(payment: Payment, outcome: str, detail: dict[str, int] | None = None) -> WebhookRecord:
-        return WebhookRecord(
-            event.id, event.type, event.pgw_reference, payment.id, outcome, dumps(detail) if detail else None
-        )
 
+GatewayTransition = Callable[[Checkout, datetime], GatewayResult]
+
+
+def _payment_transition(event: GatewayEvent, payment_id: str) -> GatewayTransition:
     def transition(checkout: Checkout, now: datetime) -> GatewayResult:
         payment = checkout.payment(payment_id)
         captured = event.type == "payment.succeeded" and event.amount == payment.amount
@@ -522,47 +526,11 @@ async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> Gatew
             checkout.fail(payment, "declined_by_gateway", now)
         return GatewayResult(WebhookOutcome.applied, event.type)
 
-    recorded: list[bool] = []
-
-    async def save(checkout: Checkout, now: datetime, result: GatewayResult) -> bool:
-        payment = checkout.payment(payment_id)
-        if result.outcome is WebhookOutcome.applied:
-            return await repo.save(checkout, now, webhook=record(payment, result.label), notify=ctx.notify_at_commit)
-        # Nothing changes: the event is only recorded (once; a concurrent copy may have been first).
-        recorded.append(await repo.record_webhook_only(record(payment, result.label, result.detail), now))
-        return True
-
-    checkout, result = await _change(
-        ctx,
-        lambda: repo.load_by_bill(bill_id),
-        lambda: repo.lock_by_bill(bill_id),
-        transition,
-        save,
-        "payment not found",
-    )
-    if recorded and not recorded[-1]:
-        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
-    _cache_after_commit(ctx, checkout)
-    _send_refunds(ctx, [r for r in checkout.inserted if isinstance(r, Refund)], checkout)
-    await ctx.committed()
-    return result
+    return transition
 
 
-async def _apply_refund_event(ctx: RequestContext, event: GatewayEvent) -> GatewayResult:
-    """The gateway settled a refund: succeeded (the payment, bill and order count it) or failed (the amount is
-    refundable again). Once per event id; an amount other than the refund's is recorded and settles nothing."""
-    found = await repository.resolve_refund_reference(ctx.db, event.pgw_reference, event.id)
-    if found is None:
-        raise NotFound("no refund has this pgw_reference", code="unknown_pgw_reference")
-    if found["seen"]:
-        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
-    repo = CheckoutRepository(ctx.db, Tenant(found["merchant_id"]))
-    refund_id, bill_id = found["id"], found["bill_id"]
-
-    def record(refund: Refund, outcome: str, detail: dict[str, int] | None = None) -> WebhookRecord:
-        return WebhookRecord(
-            event.id, event.type, event.pgw_reference, refund.payment_id, outcome, dumps(detail) if detail else None
-        )
+def _refund_transition(event: GatewayEvent, refund_id: str) -> GatewayTransition:
+    """Succeeded: the payment, bill and order count it. Failed: the amount is refundable again."""
 
     def transition(checkout: Checkout, now: datetime) -> GatewayResult:
         refund = checkout.refund_by_id(refund_id)
@@ -577,13 +545,34 @@ async def _apply_refund_event(ctx: RequestContext, event: GatewayEvent) -> Gatew
         )
         return GatewayResult(WebhookOutcome.applied, event.type)
 
+    return transition
+
+
+async def _apply(
+    ctx: RequestContext,
+    event: GatewayEvent,
+    found: Any,
+    payment_of: Callable[[Checkout], str],
+    transition: GatewayTransition,
+) -> GatewayResult:
+    """Apply one gateway event to the aggregate of the bill `found` names (the tenant resolved from it), once:
+    the processed webhook is written by the same statement as the change, or on its own when nothing changes."""
+    if found["seen"]:
+        return GatewayResult(WebhookOutcome.duplicate, "duplicate")
+    repo = CheckoutRepository(ctx.db, Tenant(found["merchant_id"]))
+    bill_id = found["bill_id"]
+
+    def record(checkout: Checkout, result: GatewayResult) -> WebhookRecord:
+        detail = dumps(result.detail) if result.detail else None
+        return WebhookRecord(event.id, event.type, event.pgw_reference, payment_of(checkout), result.label, detail)
+
     recorded: list[bool] = []
 
     async def save(checkout: Checkout, now: datetime, result: GatewayResult) -> bool:
-        refund = checkout.refund_by_id(refund_id)
         if result.outcome is WebhookOutcome.applied:
-            return await repo.save(checkout, now, webhook=record(refund, event.type), notify=ctx.notify_at_commit)
-        recorded.append(await repo.record_webhook_only(record(refund, result.label, result.detail), now))
+            return await repo.save(checkout, now, webhook=record(checkout, result), notify=ctx.notify_at_commit)
+        # Nothing changes: the event is only recorded (once; a concurrent copy may have been first).
+        recorded.append(await repo.record_webhook_only(record(checkout, result), now))
         return True
 
     checkout, result = await _change(
@@ -592,11 +581,12 @@ async def _apply_refund_event(ctx: RequestContext, event: GatewayEvent) -> Gatew
         lambda: repo.lock_by_bill(bill_id),
         transition,
         save,
-        "refund not found",
+        "not found",
     )
     if recorded and not recorded[-1]:
         return GatewayResult(WebhookOutcome.duplicate, "duplicate")
     _cache_after_commit(ctx, checkout)
+    _send_refunds(ctx, [r for r in checkout.inserted if isinstance(r, Refund)], checkout)
     await ctx.committed()
     return result
 
