@@ -5,6 +5,7 @@ taken offline forwarded to the gateway (and possibly declined) at sync."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -242,3 +243,38 @@ async def test_a_client_id_taken_in_a_store_the_caller_cannot_see_is_a_conflict(
         "/orders", json={"items": items, "client_order_id": "shared-1"}, headers=tenant.as_device
     )
     assert theirs.status_code == 409 and code(theirs) == "client_id_conflict"
+
+
+async def test_sync_bodies_are_as_documented_strict_times_and_the_largest_batch_fits_the_body_limit(
+    portal: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Found by `make fuzz`: `taken_at: 0` was read as a Unix time (the schema says an RFC 3339 string), and a
+    valid batch could exceed the 64 KiB body limit (413)."""
+    numeric = {**entry(tenant, []), "taken_at": 0}
+    response = await portal.post("/sync", json={"orders": [numeric]}, headers=tenant.as_device)
+    assert response.status_code == 422
+    largest = {
+        "orders": [
+            {
+                "client_order_id": "o" * 64,
+                "taken_at": "2026-11-23T10:00:00.123456+09:00",
+                "items": [{"product_id": new_id("prd"), "quantity": 10_000}] * 50,
+                "payments": [
+                    {"client_payment_id": "p" * 64, "method": "card", "amount": 10**12, "offline_auth": "A" * 128}
+                ]
+                * 5,
+            }
+        ]
+        * 10
+    }
+    assert len(json.dumps(largest).encode()) < 64 * 1024
+    assert (await portal.post("/sync", json=largest, headers=tenant.as_device)).status_code in (200, 422)
+
+
+async def test_names_are_checked_as_sent_then_stripped(portal: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Found by `make fuzz`: a 201-character name with a leading space passed (stripped to 200 before the check)."""
+    too_long = await portal.post("/stores", json={"name": " " + "a" * 200}, headers=tenant.as_merchant)
+    blank = await portal.post("/stores", json={"name": "   "}, headers=tenant.as_merchant)
+    kept = await portal.post("/stores", json={"name": "  Ueno 2  "}, headers=tenant.as_merchant)
+    assert (too_long.status_code, blank.status_code, kept.status_code) == (422, 422, 201)
+    assert kept.json()["name"] == "Ueno 2"

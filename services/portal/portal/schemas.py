@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 MerchantId = Annotated[str, StringConstraints(pattern=rf"^mer_{ULID}$")]
@@ -14,7 +14,17 @@ ProductId = Annotated[str, StringConstraints(pattern=rf"^prd_{ULID}$")]
 OrderId = Annotated[str, StringConstraints(pattern=rf"^ord_{ULID}$")]
 BillId = Annotated[str, StringConstraints(pattern=rf"^bil_{ULID}$")]
 PaymentId = Annotated[str, StringConstraints(pattern=rf"^pay_{ULID}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _stripped(value: str) -> str:
+    """Surrounding whitespace is dropped after the length checks (the documented limits apply to what was sent)."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("must not be blank")
+    return stripped
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_stripped)]
 # Minor units. The cap keeps every total far inside bigint (and any real till).
 MAX_AMOUNT = 10**12
 Amount = Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StringConstraints
 
 from smartpos_shared.schemas import RequestModel
 
@@ -149,19 +149,32 @@ class SyncPayment(RequestModel):
     method: PaymentMethod
     amount: Amount
     offline_auth: str | None = Field(
-        default=None, min_length=1, max_length=255, description="the authorization the terminal got offline, if any"
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="the authorization the terminal got offline, if any",
     )
 
 
+def _rfc3339_string(value: object) -> object:
+    if not isinstance(value, str):  # pydantic would read a number as a Unix time; the schema says a string
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+# A batch's largest valid body stays under the 64 KiB request limit: a terminal with more sends several batches.
 class SyncOrder(RequestModel):
     client_order_id: ClientId
-    taken_at: AwareDatetime
-    items: list[OrderItemCreate] = Field(min_length=1, max_length=100)
-    payments: list[SyncPayment] = Field(default_factory=list, max_length=20)
+    taken_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)] = Field(
+        description="RFC 3339 with a UTC offset (a string, not a number)"
+    )
+    items: list[OrderItemCreate] = Field(min_length=1, max_length=50)
+    payments: list[SyncPayment] = Field(default_factory=list, max_length=5)
 
 
 class SyncRequest(RequestModel):
-    orders: list[SyncOrder] = Field(min_length=1, max_length=100)
+    orders: list[SyncOrder] = Field(min_length=1, max_length=10)
 
 
 class SyncResult(BaseModel):
