@@ -32,7 +32,7 @@ migrate: infra
 run: migrate
 	@mkdir -p .infra && $(RUN) smartpos admin bootstrap > .infra/admin-client.json && chmod 600 .infra/admin-client.json
 	@echo "[run] admin client credentials (smartpos admin bootstrap): .infra/admin-client.json"
-	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002} (Ctrl-C stops them all)"
+	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002} and the scheduler (Ctrl-C stops them all)"
 	@# Tokens name their issuer; with AUTH_PORT moved, the default issuer (port 8002) would be someone else's.
 	@SMARTPOS_AUTH_ISSUER="$${SMARTPOS_AUTH_ISSUER:-http://127.0.0.1:$${AUTH_PORT:-8002}}" $(RUN) honcho start -f Procfile
 

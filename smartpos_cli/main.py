@@ -99,3 +99,32 @@ def demo(
             err=True,
         )
         raise typer.Exit(1) from None
+
+
+closeout = typer.Typer(help="close of business", no_args_is_help=True)
+app.add_typer(closeout, name="closeout")
+
+
+@closeout.callback()
+def _closeout() -> None:
+    """Close of business: sealed Z reports."""
+
+
+@closeout.command("verify")
+def closeout_verify(
+    store: Annotated[str | None, typer.Option(help="only this store (sto_…)")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            help="check a saved chain offline instead: GET /stores/{id}/closeouts output, or a list of reports"
+        ),
+    ] = None,
+) -> None:
+    """Recompute every Z report's hash and link: from the portal database (PORTAL_DATABASE_URL), or from a file.
+    Prints one line per store; exits 1 if any chain is broken."""
+    from .closeouts import verify_database, verify_file
+
+    lines, intact = verify_file(file) if file is not None else asyncio.run(verify_database(store))
+    for line in lines:
+        typer.echo(line)
+    raise typer.Exit(0 if intact else 1)

@@ -162,21 +162,28 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
                 )
             )
             before = fingerprint(conn)
+        # store business days, payments.succeeded_at; 4 indexes on busy tables; shifts (3 indexes), cash
+        # movements (1), z_reports (1)
+        close = ["add_column"] * 3 + ["add_index"] * 9 + ["add_table"] * 3
         offline = ["add_column"] * 10 + ["add_index"] * 3  # client ids, offline facts, merchant limits
         refunds = ["add_column"] * 5 + ["add_index"] * 3 + ["add_table"]
-        assert run(db, "downgrade", "-1") == 0  # offline store-and-forward
-        assert drift_kinds(db) == sorted(offline)
+        assert run(db, "downgrade", "-1") == 0  # close of business
+        assert drift_kinds(db) == sorted(close)
         assert run(db, "upgrade", "head") == 0  # and forward again on the same rows
         assert drift(db) == []
-        assert run(db, "downgrade", "-2") == 0  # then also the refund CHECKs' validation (nothing for models)
-        assert drift_kinds(db) == sorted(offline)
+        assert run(db, "downgrade", "-2") == 0  # offline store-and-forward
+        assert drift_kinds(db) == sorted(close + offline)
+        assert run(db, "upgrade", "head") == 0
+        assert drift(db) == []
+        assert run(db, "downgrade", "-3") == 0  # then also the refund CHECKs' validation (nothing for models)
+        assert drift_kinds(db) == sorted(close + offline)
         assert run(db, "downgrade", "-1") == 0  # refunds and voids
-        assert drift_kinds(db) == sorted(offline + refunds)
+        assert drift_kinds(db) == sorted(close + offline + refunds)
         assert run(db, "downgrade", "-1") == 0  # the checkout's lock_version and save assertion
-        assert drift_kinds(db) == sorted([*offline, *refunds, "add_column"])
+        assert drift_kinds(db) == sorted([*close, *offline, *refunds, "add_column"])
         assert run(db, "downgrade", BEFORE_CONTRACT) == 0
-        # verify names each: offline, refunds, lock_version, item_count (nullable again)
-        assert drift_kinds(db) == sorted([*offline, *refunds, "add_column", "modify_nullable"])
+        # verify names each: close, offline, refunds, lock_version, item_count (nullable again)
+        assert drift_kinds(db) == sorted([*close, *offline, *refunds, "add_column", "modify_nullable"])
         assert run(db, "verify") == 1
         assert run(db, "upgrade", "head") == 0
         assert run(db, "verify") == 0
@@ -253,7 +260,7 @@ def test_a_downgrade_that_would_drop_tables_with_rows_refuses() -> None:
 
 
 def test_downgrades_refuse_to_drop_refunds_or_terminal_ids() -> None:
-    """Refunds are money history and client ids are what stop a retried offline sale from being created twice:
+    """Shifts and Z reports are a store's records, refunds are money history and client ids are what stop a retried offline sale from being created twice:
     a downgrade that would drop them refuses, and leaves everything as it was."""
     db = scratch("portal", "refuse_money")
     engine = sync_engine(db)
@@ -262,6 +269,19 @@ def test_downgrades_refuse_to_drop_refunds_or_terminal_ids() -> None:
         with engine.begin() as conn:
             seed(conn, 3)
             conn.execute(text("UPDATE orders SET client_order_id = 'till-' || id"))
+            conn.execute(
+                text(
+                    "INSERT INTO shifts (id, merchant_id, store_id, status, currency, opening_float, opened_by,"
+                    " opened_at, version) SELECT 'shf_1', merchant_id, id, 'open', 'JPY', 0, 'dev', now(), 1"
+                    " FROM stores LIMIT 1"
+                )
+            )
+        with pytest.raises(RuntimeError, match="holds rows"):
+            run(db, "downgrade", "-1")  # close of business: a store's shifts are its records
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM shifts")).scalar() == 1
+            conn.execute(text("DELETE FROM shifts"))
+        assert run(db, "downgrade", "-1") == 0
         with pytest.raises(RuntimeError, match="terminal-generated ids"):
             run(db, "downgrade", "-1")
         with engine.begin() as conn:

@@ -21,7 +21,18 @@ from sqlalchemy import event
 from tests.portal.helpers import bill, pay, ring_up, webhook
 from tests.support.portal_fixtures import MakeTenant, bearer
 
-TENANT_TABLES = ("orders", "order_lines", "bills", "payments", "products", "stores")
+TENANT_TABLES = (
+    "orders",
+    "order_lines",
+    "bills",
+    "payments",
+    "refunds",
+    "products",
+    "stores",
+    "shifts",
+    "cash_movements",
+    "z_reports",
+)
 _TOUCHES = re.compile(rf"\b(?:from|join|update|into)\s+(?:{'|'.join(TENANT_TABLES)})\b", re.I)
 _RESOLUTION = "/* tenant-resolution */"
 
@@ -96,7 +107,15 @@ async def test_every_portal_query_for_a_tenant_names_its_merchant(
     await portal.patch(f"/orders/{other['id']}", json={"status": "canceled"}, headers=a.as_merchant)
     third = await ring_up(portal, a)
     await portal.patch(f"/orders/{third['id']}", json={"status": "completed"}, headers=admin)
+    shift = (await portal.post("/shifts", json={"opening_float": 100}, headers=a.as_device)).json()
+    await portal.post(f"/shifts/{shift['id']}/cash-movements", json={"kind": "paid_in", "amount": 5}, headers=admin)
+    await portal.post(f"/shifts/{shift['id']}/close", json={"counted_cash": 100}, headers=a.as_merchant)
+    await portal.patch(f"/stores/{a.store_id}", json={"timezone": "Asia/Tokyo"}, headers=a.as_merchant)
+    await portal.post(f"/stores/{a.store_id}/closeouts", json={}, headers=admin)  # not over yet: 409, after reads
     reads = [
+        f"/shifts/{shift['id']}",
+        "/shifts",
+        f"/stores/{a.store_id}/closeouts?verify=true",
         f"/orders/{order['id']}",
         f"/bills/{card['id']}",
         f"/payments/{pending['id']}",

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from portal.main import build_app
 from portal.pgw.signature import sign
 from portal.settings import PortalSettings
-from tests.support.apps import Clock, running
+from tests.support.apps import BusinessClock, Clock, running
 from tests.support.auth_fixtures import ISSUER, RegisterDevice, basic
 from tests.support.databases import TestDatabase
 from tests.support.environment import nats_url, redis_url
@@ -47,6 +47,7 @@ async def portal_app(databases: dict[str, TestDatabase], auth_app: FastAPI) -> A
 
     app = build_app(portal_settings(databases), jwks_loader=jwks)
     app.state.clock = Clock()
+    app.state.business_clock = BusinessClock(app.state.clock)
     async with running(app, PORTAL):
         yield app
 
@@ -57,6 +58,7 @@ async def portal(portal_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, base_url=PORTAL) as client:
         yield client
     portal_app.state.clock.offset = 0.0
+    portal_app.state.business_clock.offset = 0.0
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from smartpos_shared.pg import pool_extension
 
 from .catalog.endpoints import router as catalog_router
 from .checkout import endpoints as checkout
+from .closeout.endpoints import router as closeout_router
 from .context import PortalServices
 from .merchants.endpoints import router as merchants_router
 from .models import OutboxEvent
@@ -30,13 +31,16 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
     settings: PortalSettings = app.state.settings
     gateway = gateway_for(settings)
     relay = getattr(app.state, "outbox_relay", None)
+    # Business time (timestamps of orders and payments, business days) may run ahead of the clock that checks
+    # tokens (tests move it; the sandbox's test clocks will): tokens always keep the real one.
+    business_clock = getattr(app.state, "business_clock", None) or app.state.clock
     app.state.services = PortalServices(
         settings=settings,
         pool=app.state.pg_pool,
         cache=VersionedCache(app.state.redis),
         gateway=gateway,
         statements=app.state.pg_statements,
-        clock=lambda: float(app.state.clock()),
+        clock=lambda: float(business_clock()),
         wake_relay=relay.wake if relay is not None else None,
     )
     try:
@@ -59,6 +63,7 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
             checkout.payments,
             checkout.refunds,
             checkout.sync,
+            closeout_router,
             webhooks_router,
         ],
         extensions=[

@@ -39,6 +39,9 @@ class PortalSettings(ServiceSettings):
     pgw_url: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_URL", "pgw_url"))
     pgw_api_key: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_API_KEY", "pgw_api_key"))
     webhook_tolerance_seconds: int = 300
+    # A business day is closed (by hand or by the overnight run) only this long after it ended: a payment whose
+    # transaction began before the turn of the day has committed by then.
+    closeout_grace_seconds: int = 120
     # Run the outbox relay inside each API process (simple; `make run`), or not (`python -m portal.relay`).
     relay_in_process: bool = True
 

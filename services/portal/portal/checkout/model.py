@@ -145,6 +145,9 @@ class Payment:
     taken_offline: bool = False
     device_id: str | None = None
     offline_auth: str | None = None
+    # Set by the transition that makes it succeed; written once, never loaded (it is not in the API): the business
+    # day whose Z report counts the payment.
+    succeeded_at: datetime | None = None
 
     @property
     def refundable_amount(self) -> int:
@@ -385,7 +388,7 @@ class Checkout:
         bill = self.bill
         assert bill is not None and payment.status is PaymentStatus.pending
         self._change(payment, now)
-        payment.status = PaymentStatus.succeeded
+        payment.status, payment.succeeded_at = PaymentStatus.succeeded, now
         self._record("payment.succeeded", payment)
         self._change(bill, now)
         bill.paid_amount += payment.amount

@@ -672,13 +672,14 @@ class _Statement:
             self._part(
                 "INSERT INTO payments (id, merchant_id, store_id, bill_id, order_id, amount, currency, method, status,"
                 " pgw_reference, failure_reason, version, created_at, updated_at, client_payment_id, taken_offline,"
-                " device_id, offline_auth)"
+                " device_id, offline_auth, succeeded_at)"
                 f" SELECT {a(p.id)}::text, $1::text, {a(p.store_id)}::text, {a(p.bill_id)}::text,"
                 f" {a(p.order_id)}::text, {a(p.amount)}::bigint, {a(p.currency)}::text, {a(p.method.value)}::text,"
                 f" {a(p.status.value)}::text,"
                 f" {a(p.pgw_reference)}::text, {a(p.failure_reason)}::text, {a(p.version)}::int,"
                 f" {a(p.created_at)}::timestamptz, {a(p.updated_at)}::timestamptz, {a(p.client_payment_id)}::text,"
-                f" {a(p.taken_offline)}::boolean, {a(p.device_id)}::text, {a(p.offline_auth)}::text{when}"
+                f" {a(p.taken_offline)}::boolean, {a(p.device_id)}::text, {a(p.offline_auth)}::text,"
+                f" {a(p.succeeded_at)}::timestamptz{when}"
             )
 
     def _order_changes(self, o: Order) -> str:
@@ -716,7 +717,8 @@ class _Statement:
                 f" version = {a(p.version)}, updated_at = {a(p.updated_at)},"
                 f" refunded_amount = {a(p.refunded_amount)}::bigint,"
                 f" refund_pending_amount = {a(p.refund_pending_amount)}::bigint,"
-                f" captured_after_void_at = {a(p.captured_after_void_at)}::timestamptz"
+                f" captured_after_void_at = {a(p.captured_after_void_at)}::timestamptz,"
+                f" succeeded_at = coalesce(succeeded_at, {a(p.succeeded_at)}::timestamptz)"
             )
         name = self._part(
             f"UPDATE {table} SET {changes} WHERE id = {a(resource.id)} AND merchant_id = $1"

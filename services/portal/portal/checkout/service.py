@@ -411,6 +411,40 @@ async def void_payment(ctx: RequestContext, payment_id: str) -> bytes:
     return _latest(checkout, payment)
 
 
+async def expire_payment(ctx: RequestContext, tenant: Tenant, payment_id: str) -> bool:
+    """The overnight run's expiry of a payment pending too long (the gateway never answered): it fails with reason
+    `expired`, what it reserved is payable again, and the gateway is told to cancel it. False if it was no longer
+    pending (a webhook or another scheduler got there first)."""
+    repo = CheckoutRepository(ctx.db, tenant)
+
+    def transition(checkout: Checkout, now: datetime) -> bool:
+        payment = checkout.payment(payment_id)
+        if payment.status is not PaymentStatus.pending:
+            return False
+        checkout.fail(payment, "expired", now)
+        return True
+
+    async def save(checkout: Checkout, now: datetime, expired: bool) -> bool:
+        return await repo.save(checkout, now, notify=ctx.notify_at_commit) if expired else True
+
+    checkout, expired = await _change(
+        ctx,
+        lambda: repo.load_by_payment(payment_id),
+        lambda: repo.lock_by_payment(payment_id),
+        transition,
+        save,
+        "payment not found",
+    )
+    if expired:
+        _cache_after_commit(ctx, checkout)
+        reference = checkout.payment(payment_id).pgw_reference
+        if reference is not None:
+            gateway = ctx.gateway
+            ctx.after_commit(lambda: gateway.cancel(reference))
+        await ctx.committed()
+    return expired
+
+
 # ---------------------------------------------------------------------- refunds
 
 
@@ -600,6 +634,7 @@ __all__ = [
     "create_order",
     "create_payment",
     "create_refund",
+    "expire_payment",
     "get_bill",
     "get_order",
     "get_payment",

@@ -11,7 +11,7 @@ from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cur
 from ..errors import COMMON_ERRORS, NOT_FOUND
 from ..schemas import ULID, MerchantQuery
 from . import service
-from .schemas import MerchantCreate, MerchantPublic, OfflineLimitsUpdate, StoreCreate, StorePublic
+from .schemas import MerchantCreate, MerchantPublic, OfflineLimitsUpdate, StoreCreate, StorePublic, StoreUpdate
 
 router = APIRouter(tags=["merchants and stores"], responses=COMMON_ERRORS)
 
@@ -57,6 +57,20 @@ async def get_store(
     store_id: Annotated[str, Path(pattern=rf"^sto_{ULID}$")], principal: PrincipalDep, session: SessionDep
 ) -> StorePublic:
     return await service.get_store(session, principal, store_id)
+
+
+@router.patch(
+    "/stores/{store_id}",
+    responses=NOT_FOUND,
+    summary="Rename a store or set its timezone and closing time (admin, or the merchant)",
+)
+async def update_store(
+    store_id: Annotated[str, Path(pattern=rf"^sto_{ULID}$")],
+    body: StoreUpdate,
+    principal: PrincipalDep,
+    transaction: TransactionDep,
+) -> StorePublic:
+    return await service.update_store(transaction, principal, store_id, body)
 
 
 @router.get("/stores", responses=NOT_FOUND, summary="List stores, newest first (an admin names the merchant)")

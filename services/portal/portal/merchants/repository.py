@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..models import Merchant, Store
@@ -24,10 +26,12 @@ async def merchant_of_store(session: AsyncSession, store_id: str) -> str | None:
     return merchant_id
 
 
-async def get_store(session: AsyncSession, tenant: Tenant, store_id: str) -> Store | None:
+async def get_store(session: AsyncSession, tenant: Tenant, store_id: str, *, for_update: bool = False) -> Store | None:
     query = select(Store).where(Store.id == store_id, Store.merchant_id == tenant.merchant_id)
     if tenant.store_id is not None:
         query = query.where(Store.id == tenant.store_id)
+    if for_update:
+        query = query.with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -38,3 +42,12 @@ async def list_stores(session: AsyncSession, tenant: Tenant, before_id: str | No
     if before_id is not None:
         query = query.where(Store.id < before_id)
     return list((await session.execute(query)).scalars())
+
+
+async def update_store(session: AsyncSession, tenant: Tenant, store_id: str, changes: dict[str, Any]) -> None:
+    await session.execute(
+        update(Store)
+        .where(Store.id == store_id, Store.merchant_id == tenant.merchant_id)
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )

@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from smartpos_shared.schemas import RequestModel
 
+from ..closeout.business_day import valid_timezone
 from ..currencies import MINOR_UNITS
 from ..schemas import Amount, MerchantId, Name
 
@@ -47,9 +48,32 @@ class OfflineLimitsUpdate(RequestModel):
     offline_max_age_hours: int | None = Field(default=None, strict=True, ge=1, le=720)
 
 
+def _known_timezone(name: str) -> str:
+    if not valid_timezone(name):
+        raise ValueError("timezone must be an IANA time zone name (e.g. Asia/Tokyo, America/New_York, UTC)")
+    return name
+
+
+Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_timezone)]
+LocalTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
 class StoreCreate(RequestModel):
     name: Name
     merchant_id: MerchantId | None = None
+    timezone: Timezone = Field(default="UTC", description="IANA time zone of the store")
+    day_closes_at: LocalTime = Field(
+        default="04:00", description="local time (HH:MM) at which the store's business day ends"
+    )
+
+
+class StoreUpdate(RequestModel):
+    """Only the fields sent change. A new timezone or closing time applies from the next business day that is
+    not sealed yet (a sealed day never changes)."""
+
+    name: Name | None = None
+    timezone: Timezone | None = None
+    day_closes_at: LocalTime | None = None
 
 
 class StorePublic(BaseModel):
@@ -57,3 +81,5 @@ class StorePublic(BaseModel):
     merchant_id: str
     name: str
     created_at: datetime
+    timezone: str = Field(description="IANA time zone of the store")
+    day_closes_at: str = Field(description="local time (HH:MM) at which the store's business day ends")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import time
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import Principal
@@ -11,7 +13,7 @@ from ..events import emit
 from ..models import Merchant, Store
 from ..tenancy import merchant_for_write, own_tenant, tenant_for, tenant_for_list
 from . import repository
-from .schemas import MerchantCreate, MerchantPublic, OfflineLimitsUpdate, StoreCreate, StorePublic
+from .schemas import MerchantCreate, MerchantPublic, OfflineLimitsUpdate, StoreCreate, StorePublic, StoreUpdate
 
 
 def merchant_public(merchant: Merchant) -> MerchantPublic:
@@ -27,7 +29,19 @@ def merchant_public(merchant: Merchant) -> MerchantPublic:
 
 
 def store_public(store: Store) -> StorePublic:
-    return StorePublic(id=store.id, merchant_id=store.merchant_id, name=store.name, created_at=store.created_at)
+    return StorePublic(
+        id=store.id,
+        merchant_id=store.merchant_id,
+        name=store.name,
+        created_at=store.created_at,
+        timezone=store.timezone,
+        day_closes_at=store.day_closes_at.strftime("%H:%M"),
+    )
+
+
+def _local_time(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
 
 
 async def create_merchant(session: AsyncSession, body: MerchantCreate) -> MerchantPublic:
@@ -73,7 +87,14 @@ async def create_store(transaction: Transaction, principal: Principal, body: Sto
     merchant_id = merchant_for_write(principal, body.merchant_id)
     if await repository.get_merchant(session, merchant_id) is None:
         raise NotFound("merchant not found")
-    store = Store(id=new_id("sto"), merchant_id=merchant_id, name=body.name, created_at=utcnow())
+    store = Store(
+        id=new_id("sto"),
+        merchant_id=merchant_id,
+        name=body.name,
+        created_at=utcnow(),
+        timezone=body.timezone,
+        day_closes_at=_local_time(body.day_closes_at),
+    )
     session.add(store)
     await session.flush()
     public = store_public(store)
@@ -96,6 +117,26 @@ async def get_store(session: AsyncSession, principal: Principal, store_id: str) 
     store = await repository.get_store(session, tenant, store_id)
     if store is None:
         raise NotFound("store not found")
+    return store_public(store)
+
+
+async def update_store(transaction: Transaction, principal: Principal, store_id: str, body: StoreUpdate) -> StorePublic:
+    """Name, timezone, closing time (admin, or the merchant; a device never changes its store)."""
+    session = transaction.session
+    tenant = await tenant_for(principal, lambda: repository.merchant_of_store(session, store_id))
+    if tenant.store_id is not None:
+        raise NotFound("store not found")
+    store = await repository.get_store(session, tenant, store_id, for_update=True)
+    if store is None:
+        raise NotFound("store not found")
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "day_closes_at" in changes:
+        changes["day_closes_at"] = _local_time(changes["day_closes_at"])
+    if changes:
+        await repository.update_store(session, tenant, store_id, changes)
+        session.expunge(store)  # written above, scoped by merchant; never flushed again by the ORM
+        for name, value in changes.items():
+            setattr(store, name, value)
     return store_public(store)
 
 

@@ -6,10 +6,21 @@ it. Amounts are integers in the currency's minor unit. `version` increments on e
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Time,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,6 +56,10 @@ class Store(Base):
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
     name: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    # The store's business day (portal/closeout/business_day.py): it runs from `day_closes_at` local time to the
+    # same time the next day, in `timezone` (IANA).
+    timezone: Mapped[str] = mapped_column(String, server_default=text("'UTC'"))
+    day_closes_at: Mapped[time] = mapped_column(Time, server_default=text("'04:00'"))
 
 
 class Product(Base):
@@ -75,6 +90,13 @@ class Order(Base):
         Index("ix_orders_merchant_id_id", "merchant_id", "id"),
         Index("ix_orders_merchant_id_store_id_id", "merchant_id", "store_id", "id"),
         Index("ix_orders_merchant_id_status_id", "merchant_id", "status", "id"),
+        Index(
+            "ix_orders_merchant_id_store_id_completed_at",
+            "merchant_id",
+            "store_id",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+        ),
         # A terminal's own id for an order (offline store-and-forward): one order per id per merchant, whatever races.
         Index(
             "uq_orders_merchant_id_client_order_id",
@@ -185,6 +207,21 @@ class Payment(Base):
             postgresql_where=text(f"taken_offline AND status = '{PaymentStatus.pending}'"),
         ),
         Index("ix_payments_merchant_id_id", "merchant_id", "id"),
+        # Close of business: a store's payments by the time they succeeded, and those still pending.
+        Index(
+            "ix_payments_merchant_id_store_id_succeeded_at",
+            "merchant_id",
+            "store_id",
+            "succeeded_at",
+            postgresql_where=text("succeeded_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_payments_merchant_id_store_id_pending",
+            "merchant_id",
+            "store_id",
+            "created_at",
+            postgresql_where=text(f"status = '{PaymentStatus.pending}'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
@@ -210,6 +247,8 @@ class Payment(Base):
     taken_offline: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     device_id: Mapped[str | None] = mapped_column(String)
     offline_auth: Mapped[str | None] = mapped_column(String)
+    # When it succeeded: the business day whose Z report counts it (internal; not in the API).
+    succeeded_at: Mapped[datetime | None] = mapped_column()
 
 
 class Refund(Base):
@@ -224,6 +263,14 @@ class Refund(Base):
         Index("ix_refunds_merchant_id_payment_id_id", "merchant_id", "payment_id", "id"),
         Index("ix_refunds_merchant_id_id", "merchant_id", "id"),
         Index("ix_refunds_bill_id", "bill_id"),
+        # Close of business: a store's refunds by the time they succeeded (a settled refund never changes again).
+        Index(
+            "ix_refunds_merchant_id_store_id_settled",
+            "merchant_id",
+            "store_id",
+            "updated_at",
+            postgresql_where=text(f"status = '{RefundStatus.succeeded}'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
@@ -242,6 +289,110 @@ class Refund(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Shift(Base):
+    """A cash drawer's shift at a store (one drawer per store: one open shift at a time, a database rule).
+    The figures are computed when it closes, from the store's cash payments and refunds while it was open."""
+
+    __tablename__ = "shifts"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        CheckConstraint("opening_float >= 0", name="opening_float_not_negative"),
+        CheckConstraint(
+            "(status = 'closed') = (closed_at IS NOT NULL AND counted_cash IS NOT NULL AND expected_cash IS NOT NULL"
+            " AND difference IS NOT NULL)",
+            name="closed_iff_counted",
+        ),
+        CheckConstraint("counted_cash IS NULL OR counted_cash >= 0", name="counted_cash_not_negative"),
+        CheckConstraint(
+            "expected_cash IS NULL OR expected_cash = opening_float + cash_sales - cash_refunds + paid_in - paid_out",
+            name="expected_cash_consistent",
+        ),
+        CheckConstraint(
+            "difference IS NULL OR difference = counted_cash - expected_cash", name="difference_consistent"
+        ),
+        Index("uq_shifts_open_store_id", "store_id", unique=True, postgresql_where=text("status = 'open'")),
+        Index("ix_shifts_merchant_id_store_id_id", "merchant_id", "store_id", "id"),
+        Index(
+            "ix_shifts_merchant_id_store_id_closed_at",
+            "merchant_id",
+            "store_id",
+            "closed_at",
+            postgresql_where=text("status = 'closed'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"))
+    status: Mapped[str] = mapped_column(String)
+    currency: Mapped[str] = mapped_column(String(3))
+    opening_float: Mapped[int] = mapped_column(BigInteger)
+    opened_by: Mapped[str] = mapped_column(String)  # the token subject (device or API client)
+    opened_at: Mapped[datetime] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    paid_in: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    paid_out: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    cash_sales: Mapped[int | None] = mapped_column(BigInteger)
+    cash_refunds: Mapped[int | None] = mapped_column(BigInteger)
+    expected_cash: Mapped[int | None] = mapped_column(BigInteger)
+    counted_cash: Mapped[int | None] = mapped_column(BigInteger)
+    difference: Mapped[int | None] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class CashMovement(Base):
+    __tablename__ = "cash_movements"
+    __table_args__ = (
+        CheckConstraint("kind IN ('paid_in', 'paid_out')", name="kind"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_cash_movements_shift_id", "shift_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    shift_id: Mapped[str] = mapped_column(ForeignKey("shifts.id"))
+    kind: Mapped[str] = mapped_column(String)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class ZReport(Base):
+    """A store's sealed business day: numbered per store with no gap, hash-chained, never changed (a trigger
+    refuses UPDATE, DELETE and TRUNCATE; see the close_of_business migration)."""
+
+    __tablename__ = "z_reports"
+    __table_args__ = (
+        UniqueConstraint("store_id", "number"),
+        UniqueConstraint("store_id", "business_date"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("net_sales = gross_sales - refunds", name="net_consistent"),
+        CheckConstraint("window_end > window_start", name="window_not_empty"),
+        CheckConstraint("hash ~ '^[0-9a-f]{64}$' AND previous_hash ~ '^[0-9a-f]{64}$'", name="hashes_hex"),
+        Index("ix_z_reports_merchant_id_store_id_number", "merchant_id", "store_id", "number"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"))
+    number: Mapped[int] = mapped_column(BigInteger)
+    business_date: Mapped[date] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String)
+    window_start: Mapped[datetime] = mapped_column()
+    window_end: Mapped[datetime] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    orders: Mapped[int] = mapped_column(BigInteger)
+    gross_sales: Mapped[int] = mapped_column(BigInteger)
+    refunds: Mapped[int] = mapped_column(BigInteger)
+    net_sales: Mapped[int] = mapped_column(BigInteger)
+    by_method: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    shifts: Mapped[list[Any]] = mapped_column(JSONB)
+    carried_over: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    previous_hash: Mapped[str] = mapped_column(String)
+    hash: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column()
 
 
 class ProcessedWebhook(Base):
@@ -284,6 +435,7 @@ class OutboxEvent(OutboxMixin, Base):
 __all__ = [
     "Base",
     "Bill",
+    "CashMovement",
     "IdempotencyKey",
     "Merchant",
     "Order",
@@ -292,5 +444,7 @@ __all__ = [
     "Payment",
     "ProcessedWebhook",
     "Product",
+    "Shift",
     "Store",
+    "ZReport",
 ]

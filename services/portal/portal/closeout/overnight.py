@@ -1,0 +1,240 @@
+"""The overnight run: for each store whose business day has ended, in this order —
+
+1. expire the store's payments pending longer than `SCHEDULER_PENDING_MAX_AGE_HOURS` (the checkout aggregate's
+   own transition; the gateway is told to cancel them);
+2. close every ended, unsealed business day, oldest first (a sealed Z report each, with its `closeout.created`).
+
+Safe with several schedulers at once: each store-day is one transaction that first takes a transaction-level
+advisory lock on the store (`pg_try_advisory_xact_lock`; a store another scheduler holds is skipped, it does the
+work) and the store's row lock, and the unique (store_id, business_date) refuses a second report whatever
+happens. Killed half-way, a run leaves whole days sealed or not at all; the next run carries on from there and ends
+where an uninterrupted run would have. A dry run computes the same reports and writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Histogram
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from smartpos_shared.db import Transaction, make_sessionmaker
+from smartpos_shared.pg import Db
+
+from ..checkout import service as checkout
+from ..context import PortalServices, RequestContext
+from ..tenancy import Tenant
+from . import zreport
+from .business_day import ONE_DAY, BusinessDay
+
+log = structlog.get_logger("smartpos.overnight")
+
+STORES = Counter("smartpos_overnight_stores_total", "Stores the overnight run visited, by outcome", ["outcome"])
+REPORTS = Counter("smartpos_overnight_reports_total", "Z reports the overnight run sealed")
+EXPIRED = Counter("smartpos_overnight_expired_payments_total", "Payments expired after pending too long")
+RUN_SECONDS = Histogram(
+    "smartpos_overnight_run_seconds", "Duration of one pass over every due store", buckets=(0.1, 1, 5, 15, 60, 300, 900)
+)
+
+# Every store with the end of its next unsealed day (computed in Python: one rule for business days).
+STORES_WITH_LAST_REPORT = """
+SELECT /* tenant-resolution */ s.id, s.merchant_id, s.timezone, s.day_closes_at, s.created_at,
+       last.business_date AS last_date, last.window_end AS last_end
+FROM stores s
+LEFT JOIN LATERAL (
+    SELECT z.business_date, z.window_end FROM z_reports z
+    WHERE z.store_id = s.id AND z.merchant_id = s.merchant_id ORDER BY z.number DESC LIMIT 1
+) last ON true
+WHERE (CAST(:merchant_id AS text) IS NULL OR s.merchant_id = :merchant_id)
+ORDER BY s.id"""
+STALE_PENDING = """
+SELECT id FROM payments
+WHERE merchant_id = :merchant_id AND store_id = :store_id AND status = 'pending' AND created_at < :cutoff
+ORDER BY created_at LIMIT 500"""
+TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('overnight:' || :store_id, 0))"
+
+
+@dataclass(frozen=True, slots=True)
+class DueStore:
+    store_id: str
+    merchant_id: str
+    next_date: date
+    next_end: datetime
+
+
+@dataclass(slots=True)
+class RunResult:
+    stores_due: int = 0
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    skipped_locked: int = 0
+    failed: int = 0
+    expired_payments: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "stores_due": self.stores_due,
+            "reports": len(self.reports),
+            "skipped_locked": self.skipped_locked,
+            "failed": self.failed,
+            "expired_payments": self.expired_payments,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def next_unsealed(row: Any) -> tuple[date, datetime]:
+    business = BusinessDay(row.timezone, row.day_closes_at)
+    day = business.date_of(row.created_at) if row.last_date is None else row.last_date + ONE_DAY
+    return day, business.window(day)[1]
+
+
+class Overnight:
+    def __init__(
+        self,
+        services: PortalServices,
+        engine: AsyncEngine,
+        *,
+        grace: timedelta,
+        pending_max_age: timedelta,
+        concurrency: int = 4,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.services = services
+        self.sessionmaker = make_sessionmaker(engine)
+        self.grace = grace
+        self.pending_max_age = pending_max_age
+        self.concurrency = concurrency
+        self.clock = clock or services.clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    async def due_stores(self, now: datetime, merchant_id: str | None = None) -> list[DueStore]:
+        async with self.sessionmaker() as session:
+            rows = await session.execute(text(STORES_WITH_LAST_REPORT), {"merchant_id": merchant_id})
+            due = []
+            for row in rows:
+                day, end = next_unsealed(row)
+                if end + self.grace <= now:
+                    due.append(DueStore(row.id, row.merchant_id, day, end))
+            return due
+
+    async def run(self, *, dry_run: bool = False, merchant_id: str | None = None) -> RunResult:
+        started = time.perf_counter()
+        now = self.now()
+        result = RunResult()
+        due = await self.due_stores(now, merchant_id)
+        result.stores_due = len(due)
+        log.info("overnight_started", stores_due=len(due), dry_run=dry_run)
+        queue: asyncio.Queue[DueStore] = asyncio.Queue()
+        for store in due:
+            queue.put_nowait(store)
+
+        async def worker() -> None:
+            while not queue.empty():
+                store = queue.get_nowait()
+                try:
+                    await self.run_store(store, now, result, dry_run=dry_run)
+                except Exception as exc:  # one store's failure never stops the others; the next pass retries it
+                    result.failed += 1
+                    STORES.labels("failed").inc()
+                    log.error("overnight_store_failed", store_id=store.store_id, error=repr(exc))
+
+        await asyncio.gather(*(worker() for _ in range(max(1, self.concurrency))))
+        result.seconds = time.perf_counter() - started
+        if not dry_run:
+            RUN_SECONDS.observe(result.seconds)
+        log.info("overnight_finished", dry_run=dry_run, **result.summary())
+        return result
+
+    async def run_store(self, store: DueStore, now: datetime, result: RunResult, *, dry_run: bool) -> None:
+        if not dry_run:
+            result.expired_payments += await self.expire_stale(store, now)
+        if dry_run:
+            # What the run would seal, in one transaction that is rolled back (every due day, as the real run).
+            async with self.sessionmaker() as session:
+                try:
+                    result.reports.extend(await self._close_due_days(session, store, now))
+                finally:
+                    await session.rollback()
+            return
+        while True:
+            async with self.sessionmaker() as session:
+                transaction = Transaction(session)
+                async with session.begin():
+                    if not (await session.execute(text(TRY_LOCK), {"store_id": store.store_id})).scalar_one():
+                        result.skipped_locked += 1
+                        STORES.labels("locked_elsewhere").inc()
+                        return
+                    sealed = await self._close_next(session, store, now)
+                    if sealed is None:
+                        STORES.labels("done").inc()
+                        return
+                    zreport.emit_sealed(transaction, sealed)
+                    await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
+            if self.services.wake_relay is not None:
+                self.services.wake_relay()
+            REPORTS.inc()
+            result.reports.append(sealed)
+            log.info(
+                "overnight_day_sealed",
+                store_id=store.store_id,
+                business_date=sealed["business_date"],
+                number=sealed["number"],
+                net_sales=sealed["net_sales"],
+            )
+
+    async def _close_next(self, session: AsyncSession, store: DueStore, now: datetime) -> dict[str, Any] | None:
+        """Seal the store's next day if it is over; None when nothing is left to close."""
+        try:
+            sealed = await zreport.close_day(session, store.merchant_id, store.store_id, None, now, grace=self.grace)
+        except zreport.DayNotOver:
+            return None
+        return sealed.report
+
+    async def _close_due_days(self, session: AsyncSession, store: DueStore, now: datetime) -> list[dict[str, Any]]:
+        """Every due day, each chained to the one before (the caller rolls it all back: a dry run)."""
+        reports = []
+        while True:
+            try:
+                sealed = await zreport.close_day(
+                    session, store.merchant_id, store.store_id, None, now, grace=self.grace, dry_run=False
+                )
+            except zreport.DayNotOver:
+                return reports
+            reports.append(sealed.report)
+            if len(reports) > 366 * 5:  # a store years behind: the rest on the next pass
+                return reports
+
+    async def expire_stale(self, store: DueStore, now: datetime) -> int:
+        cutoff = now - self.pending_max_age
+        async with self.sessionmaker() as session:
+            ids = [
+                row.id
+                for row in await session.execute(
+                    text(STALE_PENDING),
+                    {"merchant_id": store.merchant_id, "store_id": store.store_id, "cutoff": cutoff},
+                )
+            ]
+        expired = 0
+        for payment_id in ids:
+            ctx = RequestContext(self.services, Db(self.services.pool, self.services.statements), None)
+            try:
+                if await checkout.expire_payment(ctx, Tenant(store.merchant_id), payment_id):
+                    expired += 1
+                    EXPIRED.inc()
+            finally:
+                await ctx.db.release()
+        if expired:
+            log.info("overnight_payments_expired", store_id=store.store_id, count=expired)
+        return expired
+
+
+__all__ = ["DueStore", "Overnight", "RunResult"]
