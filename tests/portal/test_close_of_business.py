@@ -24,7 +24,9 @@ from sqlalchemy.exc import DBAPIError
 
 from portal.closeout.business_day import BusinessDay
 from portal.closeout.zreport import GENESIS_HASH, canonical, seal
-from tests.portal.helpers import bill, pay, ring_up
+from portal.pgw.settlement import SettlementEntry, SettlementLedger
+from smartpos_shared.ids import new_id
+from tests.portal.helpers import bill, pay, ring_up, webhook
 from tests.support.databases import TestDatabase
 from tests.support.portal_fixtures import MakeTenant, Tenant
 from tests.support.processes import ROOT
@@ -417,3 +419,82 @@ async def test_two_closes_of_one_day_at_once_seal_it_once(
     responses = await asyncio.gather(*(close(portal, tenant, first_day(store)) for _ in range(6)))
     assert sorted(r.status_code for r in responses) == [201] + [409] * 5
     assert (await chain(portal, tenant))["verification"]["reports"] == 1
+
+
+# ---------------------------------------------------------------- settlement reconciliation
+
+
+async def settled(app: FastAPI, store_id: str, kind: str, reference: str, amount: int, at_: datetime) -> None:
+    """The gateway (here: the test standing in for it) settled this."""
+    await SettlementLedger(app.state.redis).record(store_id, SettlementEntry(kind, reference, amount, at_))
+
+
+async def card_sale(portal: httpx.AsyncClient, tenant: Tenant, quantities: tuple[int, ...] = (1, 1)) -> dict[str, Any]:
+    order = await ring_up(portal, tenant, quantities)
+    b = await bill(portal, tenant, order["id"])
+    payment = (await pay(portal, tenant, b["id"], b["total_amount"])).json()
+    response = await webhook(portal, new_id("evt"), payment["pgw_reference"], payment["amount"])
+    assert response.status_code == 200, response.text
+    return payment  # type: ignore[no-any-return]
+
+
+async def test_reconciliation_lists_what_the_gateway_never_settled_and_what_it_settled_differently(
+    portal: httpx.AsyncClient, portal_app: FastAPI, tenant: Tenant, make_tenant: MakeTenant
+) -> None:
+    store = await set_store(portal, tenant, timezone="UTC")
+    day0 = first_day(store)
+    noon = datetime.combine(day0, time(12, 0), tzinfo=UTC)
+    at(portal_app, noon)
+    good = await card_sale(portal, tenant, (1, 1))
+    unsettled = await card_sale(portal, tenant, (2, 1))
+    short = await card_sale(portal, tenant, (1, 2))
+    refund = await portal.post(
+        "/refunds",
+        json={"payment_id": good["id"], "amount": 100},
+        headers={**tenant.as_device, "Idempotency-Key": new_id("evt")},
+    )
+    assert refund.status_code == 201, refund.text
+    assert (
+        await webhook(portal, new_id("evt"), refund.json()["pgw_reference"], 100, "refund.succeeded")
+    ).status_code == 200
+    await cash_sale(portal, tenant)  # cash never goes through the gateway: not reconciled
+
+    await settled(portal_app, tenant.store_id, "payment", good["pgw_reference"], good["amount"], noon)
+    await settled(portal_app, tenant.store_id, "refund", refund.json()["pgw_reference"], 100, noon)
+    await settled(portal_app, tenant.store_id, "payment", short["pgw_reference"], short["amount"] - 7, noon)
+    await settled(portal_app, tenant.store_id, "payment", "pgwref_NOT_OURS", 4_200, noon)
+    # Settled just before midnight on the gateway's clock, confirmed just after on ours: not a difference.
+    at(portal_app, datetime.combine(day0 + timedelta(days=1), time(4, 0, 30), tzinfo=UTC))
+    late = await card_sale(portal, tenant)
+    await settled(
+        portal_app,
+        tenant.store_id,
+        "payment",
+        late["pgw_reference"],
+        late["amount"],
+        datetime.combine(day0 + timedelta(days=1), time(3, 59, 50), tzinfo=UTC),
+    )
+
+    live = await portal.get(f"/stores/{tenant.store_id}/reconciliations/{day0}", headers=tenant.as_merchant)
+    assert live.status_code == 200, live.text
+    result = live.json()
+    assert (result["stored"], result["sealed"], result["status"]) == (False, False, "differences")
+    assert result["matched"] == {"count": 2, "amount": good["amount"] + 100}
+    assert [m["pgw_reference"] for m in result["missing_at_gateway"]] == [unsettled["pgw_reference"]]
+    assert result["amount_mismatch"] == [
+        {
+            "kind": "payment",
+            "id": short["id"],
+            "pgw_reference": short["pgw_reference"],
+            "platform_amount": short["amount"],
+            "gateway_amount": short["amount"] - 7,
+        }
+    ]
+    assert [(m["pgw_reference"], m["amount"], m["platform_status"]) for m in result["missing_in_platform"]] == [
+        ("pgwref_NOT_OURS", 4_200, None)
+    ]
+    other = await make_tenant()
+    hidden = await portal.get(f"/stores/{tenant.store_id}/reconciliations/{day0}", headers=other.as_merchant)
+    assert hidden.status_code == 404
+    bad_date = await portal.get(f"/stores/{tenant.store_id}/reconciliations/yesterday", headers=tenant.as_merchant)
+    assert bad_date.status_code == 422

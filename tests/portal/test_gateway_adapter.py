@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import redis.asyncio as aioredis
 
 from portal.pgw.gateway import Charge, HttpGateway, ManualGateway, MockGateway, RefundRequest, gateway_for
+from portal.pgw.settlement import SettlementLedger
 from portal.settings import PortalSettings
+from smartpos_shared.ids import new_id
+from tests.support.environment import redis_url
 
 
 async def test_http_gateway_sends_the_charge_with_our_reference_as_idempotency_key() -> None:
@@ -76,3 +82,55 @@ async def test_http_gateway_forwards_an_offline_authorization_with_the_charge() 
     await gateway.charge(Charge("pgwref_3", 700, "JPY", "card", offline_auth="AUTH-778899"))
     await gateway.close()
     assert json.loads(seen[0].content)["offline_auth"] == "AUTH-778899"
+
+
+async def test_the_mock_gateway_settles_what_it_confirms_and_amounts_ending_in_93_one_unit_short() -> None:
+    redis = aioredis.Redis.from_url(redis_url())
+    store_id = new_id("sto")
+    ledger = SettlementLedger(redis)
+    # Webhooks go nowhere here (a closed port): the settlement ledger is what is checked.
+    gateway = MockGateway("http://127.0.0.1:9/webhooks/pgw", "whsec_" + "x" * 32, 0.0, ledger)
+    try:
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        await gateway.charge(Charge("pgwref_ok", 1200, "JPY", "card", store_id=store_id))
+        await gateway.charge(Charge("pgwref_short", 1293, "JPY", "qr", store_id=store_id))
+        await gateway.refund(RefundRequest("pgwref_back", "pgwref_ok", 200, "JPY", store_id=store_id))
+        await gateway.cancel("pgwref_voided")
+        await gateway.charge(Charge("pgwref_voided", 500, "JPY", "card", store_id=store_id))
+
+        async def report() -> list[tuple[str, str, int]]:
+            entries = await gateway.settlement_report(store_id, before, datetime.now(UTC) + timedelta(seconds=1))
+            return sorted((e.kind, e.pgw_reference, e.amount) for e in entries)
+
+        for _ in range(100):
+            if len(await report()) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert await report() == [
+            ("payment", "pgwref_ok", 1200),
+            ("payment", "pgwref_short", 1292),  # the test value: settled one unit short
+            ("refund", "pgwref_back", 200),
+        ]  # a charge canceled before its confirmation is never settled
+    finally:
+        await gateway.close()
+        await redis.delete(SettlementLedger.key(store_id))
+        await redis.aclose()
+
+
+async def test_the_http_gateway_reads_its_settlement_report() -> None:
+    def fake_gateway(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/settlements" and request.url.params["store_id"] == "sto_1"
+        entry = {
+            "kind": "payment",
+            "pgw_reference": "pgwref_1",
+            "amount": 700,
+            "settled_at": "2026-11-23T12:00:00+00:00",
+        }
+        return httpx.Response(200, json={"entries": [entry]})
+
+    gateway = HttpGateway("https://pgw.example", "pk_test_1", transport=httpx.MockTransport(fake_gateway))
+    [entry] = await gateway.settlement_report(
+        "sto_1", datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC)
+    )
+    assert (entry.kind, entry.pgw_reference, entry.amount) == ("payment", "pgwref_1", 700)
+    await gateway.close()

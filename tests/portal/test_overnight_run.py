@@ -22,6 +22,7 @@ from sqlalchemy import text
 from portal.closeout.business_day import BusinessDay
 from portal.closeout.zreport import instant
 from smartpos_shared.ids import new_id
+from tests.support.environment import redis_url
 from tests.support.processes import ROOT
 
 DAYS = 3
@@ -47,6 +48,7 @@ def scheduler_env(service_env: dict[str, str]) -> dict[str, str]:
         "SMARTPOS_PGW_MODE": "manual",
         "SMARTPOS_PGW_WEBHOOK_SECRET": "whsec_test_" + "x" * 32,
         "SCHEDULER_CONCURRENCY": "2",
+        "REDIS_URL": redis_url(),
     }
 
 
@@ -208,8 +210,25 @@ async def test_two_schedulers_at_once_seal_every_day_once(portal_app: FastAPI, s
     all_ids = [r["id"] for chain in reports.values() for r in chain]
     assert sorted(await outbox_closeouts(portal_app, merchant_id)) == sorted(all_ids)  # one event per report
 
+    # Each sealed day was reconciled once with the gateway's settlement report, which (a gateway that settled
+    # none of these seeded card payments) lists every card payment of the day as missing at the gateway.
+    async with portal_app.state.engine.connect() as conn:
+        reconciled = (
+            await conn.execute(
+                text("SELECT store_id, business_date, result FROM reconciliations WHERE merchant_id = :m"),
+                {"m": merchant_id},
+            )
+        ).all()
+        card_payments = await conn.scalar(
+            text("SELECT count(*) FROM payments WHERE merchant_id = :m AND method = 'card' AND succeeded_at < :end"),
+            {"m": merchant_id, "end": UTC_DAY.window(last_day)[1]},
+        )
+    assert len(reconciled) == len(all_ids)
+    assert sum(len(r.result["missing_at_gateway"]) for r in reconciled) == card_payments
+    assert {r.result["status"] for r in reconciled} == {"differences"}
+
     again = json.loads(run_once(scheduler_env, merchant_id))
-    assert again["reports"] == 0  # nothing left: the run is idempotent
+    assert again["reports"] == 0 and again["reconciliations"] == 0  # nothing left: the run is idempotent
     assert sum(len(c) for c in (await reports_of(portal_app, merchant_id)).values()) == len(all_ids)
 
 

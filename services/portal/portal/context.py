@@ -4,6 +4,7 @@ business code."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,10 +33,12 @@ class PortalServices:
     cache: VersionedCache
     gateway: PaymentGateway
     statements: StatementSink
-    clock: Clock
+    clock: Clock  # business time: what orders, payments and business days are stamped with
     # Wakes this process's outbox relay after a commit that wrote events; None when the relay runs as its own
     # process (then the write statement itself NOTIFYs, delivered at commit).
     wake_relay: Callable[[], None] | None
+    # Real time, for what must never follow a moved business clock: webhook signature timestamps (and tokens).
+    real_clock: Clock = time.time
 
 
 @dataclass(eq=False, slots=True)

@@ -29,7 +29,7 @@ from .settings import PortalSettings
 async def commerce(app: FastAPI) -> AsyncIterator[None]:
     """The collaborators request handlers get (`context.PortalServices`), created once per process."""
     settings: PortalSettings = app.state.settings
-    gateway = gateway_for(settings)
+    gateway = gateway_for(settings, app.state.redis)
     relay = getattr(app.state, "outbox_relay", None)
     # Business time (timestamps of orders and payments, business days) may run ahead of the clock that checks
     # tokens (tests move it; the sandbox's test clocks will): tokens always keep the real one.
@@ -41,6 +41,7 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
         gateway=gateway,
         statements=app.state.pg_statements,
         clock=lambda: float(business_clock()),
+        real_clock=lambda: float(app.state.clock()),
         wake_relay=relay.wake if relay is not None else None,
     )
     try:

@@ -66,7 +66,7 @@ async def overnight(settings: SchedulerSettings) -> AsyncIterator[Overnight]:
     redis = aioredis.Redis.from_url(
         settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=False
     )
-    gateway = gateway_for(settings)
+    gateway = gateway_for(settings, redis)
     services = PortalServices(
         settings=settings,
         pool=pool,
@@ -86,7 +86,7 @@ async def overnight(settings: SchedulerSettings) -> AsyncIterator[Overnight]:
         )
     finally:
         await gateway.close()
-        await redis.aclose()
+        await redis.aclose()  # type: ignore[attr-defined]  # redis 5 (types-redis describes 4)
         await engine.dispose()
         await pool.close()
 
@@ -98,11 +98,13 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--merchant", help="only this merchant's stores (mer_…)")
     args = parser.parse_args(argv)
     settings = SchedulerSettings()
-    configure_logging("portal-scheduler", settings.log_level)
+    # --once / --dry-run print their answer on stdout: the logs go to stderr then.
+    one_pass = args.once or args.dry_run
+    configure_logging("portal-scheduler", settings.log_level, stream=sys.stderr if one_pass else None)
     if settings.metrics_port and not args.once:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
     async with overnight(settings) as run:
-        if args.once or args.dry_run:
+        if one_pass:
             result = await run.run(dry_run=args.dry_run, merchant_id=args.merchant)
             if args.dry_run:
                 for report in result.reports:

@@ -170,7 +170,14 @@ async def _forward(
 def _charge_after_commit(ctx: RequestContext, payment: Payment) -> None:
     if payment.pgw_reference is None:
         return
-    charge = Charge(payment.pgw_reference, payment.amount, payment.currency, payment.method, payment.offline_auth)
+    charge = Charge(
+        payment.pgw_reference,
+        payment.amount,
+        payment.currency,
+        payment.method,
+        payment.offline_auth,
+        store_id=payment.store_id,
+    )
     gateway = ctx.gateway
 
     async def action() -> None:

@@ -326,7 +326,9 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
         return _same_payment_or_conflict(found, body)
     _cache_after_commit(ctx, checkout)
     if payment.pgw_reference is not None:
-        charge = Charge(payment.pgw_reference, payment.amount, payment.currency, payment.method)
+        charge = Charge(
+            payment.pgw_reference, payment.amount, payment.currency, payment.method, store_id=payment.store_id
+        )
         gateway = ctx.gateway
         ctx.after_commit(lambda: gateway.charge(charge))  # the gateway never hears of a payment we lost
     await ctx.committed()
@@ -370,7 +372,14 @@ def _send_refunds(ctx: RequestContext, refunds: list[Refund], checkout: Checkout
         assert payment.pgw_reference is not None
         ctx.after_commit(
             _refund_at_gateway(
-                gateway, RefundRequest(refund.pgw_reference, payment.pgw_reference, refund.amount, refund.currency)
+                gateway,
+                RefundRequest(
+                    refund.pgw_reference,
+                    payment.pgw_reference,
+                    refund.amount,
+                    refund.currency,
+                    store_id=refund.store_id,
+                ),
             )
         )
 

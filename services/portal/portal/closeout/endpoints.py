@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import httpx
 from fastapi import APIRouter, Path, Query, Request, status
 
 from smartpos_shared.auth import PrincipalDep
 from smartpos_shared.db import SessionDep, TransactionDep
-from smartpos_shared.errors import NotFound, Unprocessable
+from smartpos_shared.errors import DomainError, NotFound, Unprocessable, problem_schema
 from smartpos_shared.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
 
 from ..context import services_of
 from ..errors import COMMON_ERRORS, CONFLICT, NOT_FOUND
 from ..merchants import repository as stores
+from ..pgw.gateway import NoSettlementReport
 from ..schemas import ULID
 from ..tenancy import Tenant, tenant_for, tenant_for_list
+from . import reconciliation, zreport
 from . import shifts as shift_service
-from . import zreport
 from .schemas import (
     CashMovementCreate,
     CashMovementPublic,
     CloseoutCreate,
+    ReconciliationPublic,
     ShiftClose,
     ShiftOpen,
     ShiftPublic,
@@ -31,6 +34,11 @@ from .schemas import (
 )
 
 router = APIRouter(tags=["close of business"], responses=COMMON_ERRORS)
+
+
+class GatewayUnavailable(DomainError):
+    status, code, title = 502, "gateway_unavailable", "Gateway unavailable"
+
 
 ShiftIdPath = Annotated[str, Path(pattern=rf"^shf_{ULID}$")]
 StoreIdPath = Annotated[str, Path(pattern=rf"^sto_{ULID}$")]
@@ -196,3 +204,30 @@ async def get_closeout(
     if report is None or report["store_id"] != store_id:
         raise NotFound("Z report not found")
     return ZReportPublic.model_validate(report)
+
+
+@router.get(
+    "/stores/{store_id}/reconciliations/{business_date}",
+    responses={**NOT_FOUND, 502: problem_schema("The gateway's settlement report could not be read")},
+    summary="A business day's card and qr money matched with the gateway's settlement report",
+)
+async def get_reconciliation(
+    store_id: StoreIdPath, business_date: date, principal: PrincipalDep, session: SessionDep, request: Request
+) -> ReconciliationPublic:
+    """Sealed and reconciled by the overnight run: the stored result. Otherwise it is computed now (`stored`:
+    false; for a day not sealed yet `sealed` is false too and the figures may still change)."""
+    tenant = await store_tenant(principal, session, store_id)
+    found = await reconciliation.stored(session, tenant.merchant_id, store_id, business_date)
+    if found is not None:
+        return ReconciliationPublic.model_validate({**found, "stored": True, "sealed": True})
+    window = await zreport.window_of(session, tenant.merchant_id, store_id, business_date)
+    if window is None:
+        raise NotFound("store not found")
+    start, end, sealed = window
+    try:
+        result = await reconciliation.reconcile(
+            session, services_of(request).gateway, tenant.merchant_id, store_id, business_date, start, end
+        )
+    except (NoSettlementReport, httpx.HTTPError) as exc:
+        raise GatewayUnavailable(f"the gateway's settlement report could not be read ({type(exc).__name__})") from None
+    return ReconciliationPublic.model_validate({**result, "stored": False, "sealed": sealed})

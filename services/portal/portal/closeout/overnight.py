@@ -31,13 +31,16 @@ from smartpos_shared.pg import Db
 from ..checkout import service as checkout
 from ..context import PortalServices, RequestContext
 from ..tenancy import Tenant
-from . import zreport
+from . import reconciliation, zreport
 from .business_day import ONE_DAY, BusinessDay
 
 log = structlog.get_logger("smartpos.overnight")
 
 STORES = Counter("smartpos_overnight_stores_total", "Stores the overnight run visited, by outcome", ["outcome"])
 REPORTS = Counter("smartpos_overnight_reports_total", "Z reports the overnight run sealed")
+RECONCILED = Counter(
+    "smartpos_overnight_reconciliations_total", "Sealed days reconciled with the gateway, by status", ["status"]
+)
 EXPIRED = Counter("smartpos_overnight_expired_payments_total", "Payments expired after pending too long")
 RUN_SECONDS = Histogram(
     "smartpos_overnight_run_seconds", "Duration of one pass over every due store", buckets=(0.1, 1, 5, 15, 60, 300, 900)
@@ -46,7 +49,11 @@ RUN_SECONDS = Histogram(
 # Every store with the end of its next unsealed day (computed in Python: one rule for business days).
 STORES_WITH_LAST_REPORT = """
 SELECT /* tenant-resolution */ s.id, s.merchant_id, s.timezone, s.day_closes_at, s.created_at,
-       last.business_date AS last_date, last.window_end AS last_end
+       last.business_date AS last_date, last.window_end AS last_end,
+       (last.business_date IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM reconciliations r
+           WHERE r.store_id = s.id AND r.merchant_id = s.merchant_id AND r.business_date = last.business_date
+       )) AS unreconciled
 FROM stores s
 LEFT JOIN LATERAL (
     SELECT z.business_date, z.window_end FROM z_reports z
@@ -58,6 +65,12 @@ STALE_PENDING = """
 SELECT id FROM payments
 WHERE merchant_id = :merchant_id AND store_id = :store_id AND status = 'pending' AND created_at < :cutoff
 ORDER BY created_at LIMIT 500"""
+UNRECONCILED = """
+SELECT z.business_date, z.window_start, z.window_end FROM z_reports z
+WHERE z.merchant_id = :merchant_id AND z.store_id = :store_id
+  AND NOT EXISTS (SELECT 1 FROM reconciliations r WHERE r.store_id = z.store_id AND r.merchant_id = z.merchant_id
+                  AND r.business_date = z.business_date)
+ORDER BY z.number DESC LIMIT 7"""
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('overnight:' || :store_id, 0))"
 
 
@@ -76,6 +89,8 @@ class RunResult:
     skipped_locked: int = 0
     failed: int = 0
     expired_payments: int = 0
+    reconciliations: int = 0
+    differences: int = 0
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -85,6 +100,8 @@ class RunResult:
             "skipped_locked": self.skipped_locked,
             "failed": self.failed,
             "expired_payments": self.expired_payments,
+            "reconciliations": self.reconciliations,
+            "reconciliations_with_differences": self.differences,
             "seconds": round(self.seconds, 3),
         }
 
@@ -122,7 +139,7 @@ class Overnight:
             due = []
             for row in rows:
                 day, end = next_unsealed(row)
-                if end + self.grace <= now:
+                if end + self.grace <= now or row.unreconciled:
                     due.append(DueStore(row.id, row.merchant_id, day, end))
             return due
 
@@ -176,7 +193,7 @@ class Overnight:
                     sealed = await self._close_next(session, store, now)
                     if sealed is None:
                         STORES.labels("done").inc()
-                        return
+                        break
                     zreport.emit_sealed(transaction, sealed)
                     await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
             if self.services.wake_relay is not None:
@@ -190,6 +207,38 @@ class Overnight:
                 number=sealed["number"],
                 net_sales=sealed["net_sales"],
             )
+        await self.reconcile_store(store, now, result)
+
+    async def reconcile_store(self, store: DueStore, now: datetime, result: RunResult) -> None:
+        """Match each sealed day not reconciled yet (the latest seven) with the gateway's settlement report."""
+        async with self.sessionmaker() as session:
+            days = (
+                await session.execute(
+                    text(UNRECONCILED), {"merchant_id": store.merchant_id, "store_id": store.store_id}
+                )
+            ).all()
+            for day, start, end in days:
+                try:
+                    outcome = await reconciliation.reconcile(
+                        session, self.services.gateway, store.merchant_id, store.store_id, day, start, end
+                    )
+                except Exception as exc:  # no report from the gateway now: the next pass tries again
+                    log.warning("overnight_reconciliation_failed", store_id=store.store_id, error=repr(exc))
+                    return
+                await reconciliation.save(session, store.merchant_id, outcome, now)
+                await session.commit()
+                result.reconciliations += 1
+                RECONCILED.labels(outcome["status"]).inc()
+                if outcome["status"] != "balanced":
+                    result.differences += 1
+                    log.warning(
+                        "overnight_settlement_differences",
+                        store_id=store.store_id,
+                        business_date=outcome["business_date"],
+                        missing_at_gateway=len(outcome["missing_at_gateway"]),
+                        missing_in_platform=len(outcome["missing_in_platform"]),
+                        amount_mismatch=len(outcome["amount_mismatch"]),
+                    )
 
     async def _close_next(self, session: AsyncSession, store: DueStore, now: datetime) -> dict[str, Any] | None:
         """Seal the store's next day if it is over; None when nothing is left to close."""
@@ -201,7 +250,7 @@ class Overnight:
 
     async def _close_due_days(self, session: AsyncSession, store: DueStore, now: datetime) -> list[dict[str, Any]]:
         """Every due day, each chained to the one before (the caller rolls it all back: a dry run)."""
-        reports = []
+        reports: list[dict[str, Any]] = []
         while True:
             try:
                 sealed = await zreport.close_day(

@@ -94,3 +94,17 @@ class ZReportPage(BaseModel):
     items: list[ZReportPublic]
     next_cursor: str | None
     verification: ChainVerification | None = Field(description="with ?verify=true: the whole chain, checked")
+
+
+class ReconciliationPublic(BaseModel):
+    store_id: str
+    business_date: str
+    window_start: str
+    window_end: str
+    status: Literal["balanced", "differences"]
+    matched: dict[str, int] = Field(description="count and amount settled by the gateway as the platform counted")
+    missing_at_gateway: list[dict[str, Any]] = Field(description="counted by the platform, never settled")
+    missing_in_platform: list[dict[str, Any]] = Field(description="settled by the gateway, counted on no day")
+    amount_mismatch: list[dict[str, Any]] = Field(description="both sides, different amounts")
+    stored: bool = Field(description="reconciled by the overnight run (else computed for this request)")
+    sealed: bool = Field(description="the day's Z report is sealed")

@@ -378,6 +378,33 @@ async def verify_store(session: AsyncSession, merchant_id: str, store_id: str) -
     return verify_chain([document_of(row) for row in rows])
 
 
+WINDOW_OF = """
+SELECT window_start, window_end FROM z_reports
+WHERE merchant_id = :merchant_id AND store_id = :store_id AND business_date = :day"""
+
+
+async def window_of(
+    session: AsyncSession, merchant_id: str, store_id: str, day: date
+) -> tuple[datetime, datetime, bool] | None:
+    """The window of business date `day` at the store: the sealed report's, else the one computed from the
+    store's timezone and closing time; and whether it is sealed. None: no such store."""
+    row = (
+        await session.execute(text(WINDOW_OF), {"merchant_id": merchant_id, "store_id": store_id, "day": day})
+    ).one_or_none()
+    if row is not None:
+        return row.window_start, row.window_end, True
+    store = (
+        await session.execute(
+            text("SELECT timezone, day_closes_at FROM stores WHERE id = :store_id AND merchant_id = :merchant_id"),
+            {"store_id": store_id, "merchant_id": merchant_id},
+        )
+    ).one_or_none()
+    if store is None:
+        return None
+    start, end = BusinessDay(store.timezone, store.day_closes_at).window(day)
+    return start, end, False
+
+
 def emit_sealed(transaction: Transaction, report: dict[str, Any]) -> None:
     emit(
         transaction,

@@ -395,6 +395,24 @@ class ZReport(Base):
     created_at: Mapped[datetime] = mapped_column()
 
 
+class Reconciliation(Base):
+    """A sealed business day's card and qr money matched against the gateway's settlement report (by the
+    overnight run, once per store and date; the GET computes it live for a day not reconciled yet)."""
+
+    __tablename__ = "reconciliations"
+    __table_args__ = (
+        CheckConstraint("status IN ('balanced', 'differences')", name="status"),
+        Index("ix_reconciliations_merchant_id_store_id_business_date", "merchant_id", "store_id", "business_date"),
+    )
+
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"), primary_key=True)
+    business_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    status: Mapped[str] = mapped_column(String)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column()
+
+
 class ProcessedWebhook(Base):
     """Gateway events already handled: written in the same transaction as the change they caused."""
 
@@ -444,6 +462,7 @@ __all__ = [
     "Payment",
     "ProcessedWebhook",
     "Product",
+    "Reconciliation",
     "Shift",
     "Store",
     "ZReport",

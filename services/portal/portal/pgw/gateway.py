@@ -11,13 +11,16 @@ import json
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
 import structlog
+from redis.asyncio import Redis
 from ulid import ULID
 
 from ..settings import PgwMode, PortalSettings
+from .settlement import SettlementEntry, SettlementLedger
 from .signature import sign
 
 log = structlog.get_logger("smartpos.pgw")
@@ -34,6 +37,7 @@ class Charge:
     currency: str
     method: str
     offline_auth: str | None = None  # the authorization a terminal got while offline (POST /sync), if any
+    store_id: str | None = None  # metadata: the gateway's settlement report is asked for per store
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ class RefundRequest:
     payment_reference: str  # the charge it refunds
     amount: int
     currency: str
+    store_id: str | None = None
+
+
+# Mock gateway test value (docs/sandbox.md): a card/qr payment whose amount ends in these two digits is confirmed
+# in full by its webhook but settled one minor unit short in the settlement report.
+SETTLEMENT_MISMATCH_SUFFIX = 93
 
 
 class PaymentGateway(Protocol):
@@ -51,10 +61,29 @@ class PaymentGateway(Protocol):
 
     async def cancel(self, payment_reference: str) -> None: ...
 
+    async def settlement_report(self, store_id: str, start: datetime, end: datetime) -> list[SettlementEntry]:
+        """What the gateway settled for the store in [start, end)."""
+        ...
+
     async def close(self) -> None: ...
 
 
+class NoSettlementReport(Exception):
+    """This gateway adapter has no settlement report to reconcile against."""
+
+
 class ManualGateway:
+    """Tests: charges wait for a webhook from outside; the settlement report is the shared ledger, which the
+    test (standing in for the gateway) writes."""
+
+    def __init__(self, ledger: SettlementLedger | None = None) -> None:
+        self.ledger = ledger
+
+    async def settlement_report(self, store_id: str, start: datetime, end: datetime) -> list[SettlementEntry]:
+        if self.ledger is None:
+            raise NoSettlementReport("the manual gateway has no settlement ledger (no Redis)")
+        return await self.ledger.entries(store_id, start, end)
+
     async def charge(self, charge: Charge) -> None:
         log.info("pgw_manual_charge", pgw_reference=charge.pgw_reference, amount=charge.amount)
 
@@ -71,7 +100,8 @@ class ManualGateway:
 class MockGateway:
     """Development and staging: every charge succeeds, confirmed by a correctly signed webhook."""
 
-    def __init__(self, webhook_url: str, secret: str, delay: float) -> None:
+    def __init__(self, webhook_url: str, secret: str, delay: float, ledger: SettlementLedger | None = None) -> None:
+        self.ledger = ledger
         self.webhook_url = webhook_url
         self.secret = secret
         self.delay = delay
@@ -80,10 +110,16 @@ class MockGateway:
         self.canceled: set[str] = set()
 
     async def charge(self, charge: Charge) -> None:
-        self._later(self._send("payment.succeeded", charge.pgw_reference, charge.amount))
+        settled = charge.amount - 1 if charge.amount % 100 == SETTLEMENT_MISMATCH_SUFFIX else charge.amount
+        self._later(self._send("payment.succeeded", charge.pgw_reference, charge.amount, charge.store_id, settled))
 
     async def refund(self, refund: RefundRequest) -> None:
-        self._later(self._send("refund.succeeded", refund.pgw_reference, refund.amount))
+        self._later(self._send("refund.succeeded", refund.pgw_reference, refund.amount, refund.store_id, refund.amount))
+
+    async def settlement_report(self, store_id: str, start: datetime, end: datetime) -> list[SettlementEntry]:
+        if self.ledger is None:
+            raise NoSettlementReport("the mock gateway has no settlement ledger (no Redis)")
+        return await self.ledger.entries(store_id, start, end)
 
     async def cancel(self, payment_reference: str) -> None:
         # The mock confirms every charge after `delay`; a cancel that comes first stops that confirmation.
@@ -94,11 +130,20 @@ class MockGateway:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _send(self, event_type: str, reference: str, amount: int) -> None:
+    async def _send(
+        self, event_type: str, reference: str, amount: int, store_id: str | None = None, settled: int | None = None
+    ) -> None:
         await asyncio.sleep(self.delay)
         if event_type == "payment.succeeded" and reference in self.canceled:
             self.canceled.discard(reference)
             return
+        if self.ledger is not None and store_id is not None:
+            kind = "payment" if event_type.startswith("payment.") else "refund"
+            entry = SettlementEntry(kind, reference, amount if settled is None else settled, datetime.now(UTC))
+            try:
+                await self.ledger.record(store_id, entry)
+            except Exception as exc:  # the mock's own bookkeeping; the webhook still goes out
+                log.warning("pgw_mock_ledger_failed", error=type(exc).__name__)
         body = json.dumps(
             {"id": f"evt_mock_{ULID()}", "type": event_type, "data": {"pgw_reference": reference, "amount": amount}}
         ).encode()
@@ -167,6 +212,15 @@ class HttpGateway:
             # The refund stays pending (and its amount reserved) until the gateway's webhook settles it.
             log.error("pgw_refund_failed", pgw_reference=refund.pgw_reference, error=type(exc).__name__)
 
+    async def settlement_report(self, store_id: str, start: datetime, end: datetime) -> list[SettlementEntry]:
+        """`GET /settlements?store_id=&from=&to=` → `{"entries": [{"kind", "pgw_reference", "amount",
+        "settled_at"}]}`. Errors propagate: a reconciliation without the gateway's side is not one."""
+        response = await self.http.get(
+            "/settlements", params={"store_id": store_id, "from": start.isoformat(), "to": end.isoformat()}
+        )
+        response.raise_for_status()
+        return [SettlementEntry.of(entry) for entry in response.json()["entries"]]
+
     async def cancel(self, payment_reference: str) -> None:
         try:
             response = await self.http.post(
@@ -181,9 +235,10 @@ class HttpGateway:
         await self.http.aclose()
 
 
-def gateway_for(settings: PortalSettings) -> PaymentGateway:
+def gateway_for(settings: PortalSettings, redis: Redis[bytes] | None = None) -> PaymentGateway:
+    ledger = SettlementLedger(redis) if redis is not None else None
     if settings.pgw_mode is PgwMode.mock:
-        return MockGateway(settings.webhook_url(), settings.pgw_webhook_secret, settings.pgw_mock_delay_seconds)
+        return MockGateway(settings.webhook_url(), settings.pgw_webhook_secret, settings.pgw_mock_delay_seconds, ledger)
     if settings.pgw_mode is PgwMode.http:
         return HttpGateway(settings.pgw_url, settings.pgw_api_key)
-    return ManualGateway()
+    return ManualGateway(ledger)

@@ -76,7 +76,7 @@ async def receive_webhook(request: Request, ctx: SystemContextDep) -> JSONRespon
             request.headers.get("pgw-signature"),
             raw,
             settings.pgw_webhook_secret,
-            now=ctx.services.clock(),
+            now=ctx.services.real_clock(),
             tolerance=settings.webhook_tolerance_seconds,
         )
     except BadSignature as exc:
