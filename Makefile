@@ -11,7 +11,7 @@ $(error uv could not be found or installed (scripts/ensure-uv.sh printed no path
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations test-fresh
+.PHONY: help sync infra migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight test-fresh
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
@@ -21,7 +21,7 @@ help:
 	@echo "make test-fresh - make run, the README walkthrough and make test on a fresh Debian 12 root (root, 30-60 min)"
 
 sync:
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 infra: sync
 	@$(RUN) python scripts/infra.py
@@ -67,6 +67,10 @@ bench-tokens: migrate
 
 bench-feed: migrate
 	@$(RUN) python bench/feed.py
+
+# The overnight run at 10,000 stores x 100 orders and how it grows (docs/benchmarks.md); ~10 minutes.
+bench-overnight: migrate
+	@$(RUN) python bench/overnight.py
 
 bench-migrations: infra
 	@$(RUN) python bench/migrations.py
