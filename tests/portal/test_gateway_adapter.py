@@ -114,7 +114,7 @@ async def test_the_mock_gateway_settles_what_it_confirms_and_amounts_ending_in_9
     finally:
         await gateway.close()
         await redis.delete(SettlementLedger.key(store_id))
-        await redis.aclose()
+        await redis.aclose()  # type: ignore[attr-defined]  # redis 5 (types-redis describes 4)
 
 
 async def test_the_http_gateway_reads_its_settlement_report() -> None:
