@@ -37,6 +37,11 @@ class PaymentMethod(StrEnum):
     card = "card"
     qr = "qr"
     cash = "cash"
+    credit = "credit"  # store credit: redeemed from a credit account (`cra_`) in the payment's own transaction
+
+
+# Tenders the platform settles itself, at once: no gateway involved.
+SETTLED_AT_ONCE = frozenset({PaymentMethod.cash, PaymentMethod.credit})
 
 
 PAYABLE_BILL = frozenset({BillStatus.unpaid, BillStatus.partially_paid})

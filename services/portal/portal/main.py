@@ -18,6 +18,7 @@ from .catalog.endpoints import router as catalog_router
 from .checkout import endpoints as checkout
 from .closeout.endpoints import router as closeout_router
 from .context import PortalServices
+from .credit.endpoints import router as credit_router
 from .merchants.endpoints import router as merchants_router
 from .models import OutboxEvent
 from .pgw.gateway import gateway_for
@@ -65,6 +66,7 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
             checkout.refunds,
             checkout.sync,
             closeout_router,
+            credit_router,
             webhooks_router,
         ],
         extensions=[

@@ -16,7 +16,15 @@ from typing import Any
 import orjson
 
 from . import errors
-from .states import PAYABLE_BILL, BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
+from .states import (
+    PAYABLE_BILL,
+    SETTLED_AT_ONCE,
+    BillStatus,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+    RefundStatus,
+)
 
 JSON_OPTIONS = orjson.OPT_UTC_Z
 
@@ -379,7 +387,7 @@ class Checkout:
         self.payments.append(payment)
         self.inserted.append(payment)
         self._record("payment.created", payment)
-        if method is PaymentMethod.cash:
+        if method in SETTLED_AT_ONCE:
             self.succeed(payment, now)
         return payment
 
@@ -443,7 +451,7 @@ class Checkout:
         if amount > payment.refundable_amount:
             raise errors.RefundExceedsPayment(payment.refundable_amount)
         refund = self._new_refund(payment, refund_id, amount, reason, pgw_reference, now)
-        if payment.method is PaymentMethod.cash:
+        if payment.method in SETTLED_AT_ONCE:
             self.settle_refund(refund, succeeded=True, reason=None, now=now, record_payment=False)
         self._record("payment.updated", payment)  # its refunded / reserved amounts, as they end up
         return refund
@@ -528,7 +536,7 @@ class Checkout:
             method=payment.method,
             status=RefundStatus.pending,
             reason=reason,
-            pgw_reference=None if payment.method is PaymentMethod.cash else pgw_reference,
+            pgw_reference=None if payment.method in SETTLED_AT_ONCE else pgw_reference,
             failure_reason=None,
             version=1,
             created_at=now,

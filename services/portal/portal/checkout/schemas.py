@@ -6,14 +6,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from smartpos_shared.schemas import RequestModel
 
-from ..schemas import Amount, BillId, OrderId, PaymentId, ProductId, StoreId
+from ..schemas import ULID, Amount, BillId, OrderId, PaymentId, ProductId, StoreId
 from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
 
 # A terminal-generated business id (offline store-and-forward): unique per merchant.
+CreditAccountId = Annotated[str, StringConstraints(pattern=rf"^cra_{ULID}$")]
+
+
+def _not_credit(method: PaymentMethod) -> PaymentMethod:
+    if method is PaymentMethod.credit:
+        raise ValueError("store credit is taken online only (an offline terminal cannot know the balance)")
+    return method
+
+
+OfflineMethod = Annotated[PaymentMethod, AfterValidator(_not_credit)]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -87,11 +105,20 @@ class PaymentCreate(RequestModel):
     bill_id: BillId
     amount: Amount
     method: PaymentMethod
+    credit_account_id: CreditAccountId | None = Field(
+        default=None, description="method `credit`: the account redeemed (in the payment's own transaction)"
+    )
     client_payment_id: ClientId | None = Field(
         default=None,
         description="the terminal's own id, unique per merchant: the same id never creates a second payment "
         "(same content: 200 with the existing payment; other content: 409 client_id_conflict)",
     )
+
+    @model_validator(mode="after")
+    def _credit_needs_its_account(self) -> PaymentCreate:
+        if (self.method is PaymentMethod.credit) != (self.credit_account_id is not None):
+            raise ValueError("credit_account_id is required with method credit, and only with it")
+        return self
 
 
 class PaymentPublic(BaseModel):
@@ -146,7 +173,7 @@ class RefundPublic(BaseModel):
 
 class SyncPayment(RequestModel):
     client_payment_id: ClientId
-    method: PaymentMethod
+    method: OfflineMethod
     amount: Amount
     offline_auth: str | None = Field(
         default=None,

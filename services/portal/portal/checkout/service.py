@@ -17,6 +17,7 @@ from smartpos_shared.errors import Forbidden, NotFound, Unprocessable
 from smartpos_shared.ids import new_id
 
 from ..context import RequestContext
+from ..credit import ledger as credit_ledger
 from ..idempotency import Claim, Reply
 from ..pgw.gateway import Charge, PaymentGateway, RefundRequest, new_reference
 from ..tenancy import Tenant, own_tenant, tenant_for, tenant_for_list
@@ -24,7 +25,7 @@ from . import errors, repository
 from .model import Bill, Checkout, Line, Order, Payment, Refund, Resource, dumps
 from .repository import CheckoutRepository, WebhookRecord
 from .schemas import BillCreate, OrderCreate, PaymentCreate, RefundCreate
-from .states import OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
+from .states import SETTLED_AT_ONCE, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
 
 ORDER, BILL = "order", "bill"  # cache kinds: `order:{id}`, `bill:{id}`
 T = TypeVar("T")
@@ -297,7 +298,7 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
     repo = CheckoutRepository(ctx.db, tenant)
 
     def transition(checkout: Checkout, now: datetime) -> Payment:
-        reference = None if body.method is PaymentMethod.cash else new_reference()
+        reference = None if body.method in SETTLED_AT_ONCE else new_reference()
         return checkout.take_payment(
             new_id("pay"), body.amount, body.method, reference, now, client_payment_id=body.client_payment_id
         )
@@ -311,6 +312,8 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
 
     if (found := await existing()) is not None:  # a retry of a payment already taken: nothing to check or take
         return _same_payment_or_conflict(found, body)
+    if body.method is PaymentMethod.credit:
+        return await _credit_payment(ctx, repo, body, claim, transition, existing)
     try:
         checkout, payment = await _change(
             ctx,
@@ -331,6 +334,45 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
         )
         gateway = ctx.gateway
         ctx.after_commit(lambda: gateway.charge(charge))  # the gateway never hears of a payment we lost
+    await ctx.committed()
+    return Reply(201, _latest(checkout, payment))
+
+
+async def _credit_payment(
+    ctx: RequestContext,
+    repo: CheckoutRepository,
+    body: PaymentCreate,
+    claim: Claim | None,
+    transition: Callable[[Checkout, datetime], Payment],
+    existing: Callable[[], Awaitable[Payment | None]],
+) -> Reply:
+    """Store credit: one transaction — the order's row lock, the payment (succeeded at once), the redemption from
+    the account (its own row lock; refused with nothing written if the balance does not cover it), the saved
+    aggregate. The account is always locked after the order, as a refund to credit does."""
+    assert body.credit_account_id is not None
+    try:
+        async with ctx.db.transaction():
+            checkout = await repo.lock_by_bill(body.bill_id)
+            if checkout is None:
+                raise NotFound("bill not found")
+            now = ctx.now()
+            payment = transition(checkout, now)
+            await credit_ledger.apply(
+                ctx.db,
+                repo.tenant.merchant_id,
+                body.credit_account_id,
+                credit_ledger.Entry("redeem", -payment.amount, payment_id=payment.id),
+                now,
+                currency=payment.currency,
+            )
+            completion = claim.completion(201, _latest(checkout, payment)) if claim else None
+            if not await repo.save(checkout, now, completion=completion, notify=ctx.notify_at_commit):
+                raise errors.ConcurrentChange()
+    except errors.ClientIdTaken:
+        if (found := await existing()) is None:
+            raise errors.ClientIdConflict(f"client_payment_id {body.client_payment_id!r} is taken") from None
+        return _same_payment_or_conflict(found, body)
+    _cache_after_commit(ctx, checkout)
     await ctx.committed()
     return Reply(201, _latest(checkout, payment))
 
@@ -466,25 +508,57 @@ async def create_refund(ctx: RequestContext, body: RefundCreate, claim: Claim | 
 
     def transition(checkout: Checkout, now: datetime) -> Refund:
         payment = checkout.payment(body.payment_id)
-        reference = None if payment.method is PaymentMethod.cash else new_reference()
+        reference = None if payment.method in SETTLED_AT_ONCE else new_reference()
         return checkout.refund(payment, new_id("ref"), body.amount, body.reason, reference, now)
 
     async def save(checkout: Checkout, now: datetime, refund: Refund) -> bool:
         completion = claim.completion(201, _latest(checkout, refund)) if claim else None
         return await repo.save(checkout, now, completion=completion, notify=ctx.notify_at_commit)
 
-    checkout, refund = await _change(
-        ctx,
-        lambda: repo.load_by_payment(body.payment_id),
-        lambda: repo.lock_by_payment(body.payment_id),
-        transition,
-        save,
-        "payment not found",
-    )
+    loaded = await repo.load_by_payment(body.payment_id)
+    if loaded is not None and loaded.payment(body.payment_id).method is PaymentMethod.credit:
+        checkout, refund = await _refund_to_credit(ctx, repo, body.payment_id, transition, save)
+    else:
+
+        async def first_read() -> Checkout | None:
+            return loaded
+
+        checkout, refund = await _change(
+            ctx, first_read, lambda: repo.lock_by_payment(body.payment_id), transition, save, "payment not found"
+        )
     _cache_after_commit(ctx, checkout)
     _send_refunds(ctx, [refund], checkout)
     await ctx.committed()
     return Reply(201, _latest(checkout, refund))
+
+
+async def _refund_to_credit(
+    ctx: RequestContext,
+    repo: CheckoutRepository,
+    payment_id: str,
+    transition: Callable[[Checkout, datetime], Refund],
+    save: Callable[[Checkout, datetime, Refund], Awaitable[bool]],
+) -> tuple[Checkout, Refund]:
+    """A credit payment's refund goes back to the account it was redeemed from, in the refund's transaction
+    (order lock, then the account's)."""
+    async with ctx.db.transaction():
+        checkout = await repo.lock_by_payment(payment_id)
+        if checkout is None:
+            raise NotFound("payment not found")
+        now = ctx.now()
+        refund = transition(checkout, now)
+        account_id = await credit_ledger.account_of_redemption(ctx.db, repo.tenant.merchant_id, payment_id)
+        assert account_id is not None, "a credit payment is always redeemed from an account"
+        await credit_ledger.apply(
+            ctx.db,
+            repo.tenant.merchant_id,
+            account_id,
+            credit_ledger.Entry("refund", refund.amount, payment_id=payment_id, refund_id=refund.id),
+            now,
+        )
+        if not await save(checkout, now, refund):
+            raise errors.ConcurrentChange()
+    return checkout, refund
 
 
 async def get_refund(ctx: RequestContext, refund_id: str) -> bytes:

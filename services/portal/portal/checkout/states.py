@@ -2,6 +2,7 @@
 
 from smartpos_shared.states import (
     PAYABLE_BILL,
+    SETTLED_AT_ONCE,
     BillStatus,
     OrderStatus,
     PaymentMethod,
@@ -10,4 +11,13 @@ from smartpos_shared.states import (
     check_in,
 )
 
-__all__ = ["PAYABLE_BILL", "BillStatus", "OrderStatus", "PaymentMethod", "PaymentStatus", "RefundStatus", "check_in"]
+__all__ = [
+    "PAYABLE_BILL",
+    "SETTLED_AT_ONCE",
+    "BillStatus",
+    "OrderStatus",
+    "PaymentMethod",
+    "PaymentStatus",
+    "RefundStatus",
+    "check_in",
+]

@@ -413,6 +413,67 @@ class Reconciliation(Base):
     created_at: Mapped[datetime] = mapped_column()
 
 
+class CreditAccount(Base):
+    """Store credit of one customer at a merchant. `balance` never goes below zero (a CHECK); it changes only
+    together with a ledger entry (portal/credit/ledger.py), in the same statement."""
+
+    __tablename__ = "credit_accounts"
+    __table_args__ = (
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        Index("ix_credit_accounts_merchant_id_id", "merchant_id", "id"),
+        Index(
+            "uq_credit_accounts_merchant_id_customer_ref",
+            "merchant_id",
+            "customer_ref",
+            unique=True,
+            postgresql_where=text("customer_ref IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    customer_ref: Mapped[str | None] = mapped_column(String)
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+CREDIT_ENTRY_KINDS = ("load", "redeem", "refund", "expire", "allocate", "transfer", "adjust")
+
+
+class CreditEntry(Base):
+    """The append-only ledger of a credit account (a trigger refuses UPDATE, DELETE and TRUNCATE). `amount` is
+    signed (credits positive, debits negative); `balance_after` is the account's balance once it applied."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in CREDIT_ENTRY_KINDS)})", name="kind"),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+        CheckConstraint(
+            "(kind IN ('redeem', 'expire') AND amount < 0) OR (kind IN ('load', 'refund', 'allocate') AND amount > 0)"
+            " OR kind IN ('transfer', 'adjust')",
+            name="amount_sign_by_kind",
+        ),
+        Index("ix_credit_entries_merchant_id_account_id_id", "merchant_id", "account_id", "id"),
+        Index("ix_credit_entries_payment_id", "payment_id", postgresql_where=text("payment_id IS NOT NULL")),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("credit_accounts.id"))
+    kind: Mapped[str] = mapped_column(String)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    payment_id: Mapped[str | None] = mapped_column(String)  # redeem: the payment; refund: the refunded payment
+    refund_id: Mapped[str | None] = mapped_column(String)
+    note: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column()
+
+
 class ProcessedWebhook(Base):
     """Gateway events already handled: written in the same transaction as the change they caused."""
 
@@ -454,6 +515,8 @@ __all__ = [
     "Base",
     "Bill",
     "CashMovement",
+    "CreditAccount",
+    "CreditEntry",
     "IdempotencyKey",
     "Merchant",
     "Order",
