@@ -12,11 +12,11 @@ from ulid import ULID
 
 # API.md v1.1 names the round-2 prefixes too: ref refund, shf shift, zrp Z report, cra credit account, cre credit
 # entry, int integration, crt certification run, rol rollout, chg change request, clk test clock; and ours: cmv cash
-# movement (paid in / paid out of a shift's drawer).
+# movement (paid in / paid out of a shift's drawer), crp credit programme.
 PREFIXES = frozenset(
     {"mer", "sto", "prd", "ord", "bil", "pay", "dev", "cli", "evt", "key"}
     | {"ref", "shf", "zrp", "cra", "cre", "int", "crt", "rol", "chg", "clk"}
-    | {"cmv"}
+    | {"cmv", "crp"}
 )
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]{3})_(?P<ulid>[0-9A-HJKMNP-TV-Z]{26})$")
 

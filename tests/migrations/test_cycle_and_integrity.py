@@ -164,30 +164,36 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
             before = fingerprint(conn)
         # store business days, payments.succeeded_at; 4 indexes on busy tables; shifts (3 indexes), cash
         # movements (1), z_reports (1)
-        credit = ["add_table"] * 2 + ["add_index"] * 4  # accounts, the ledger (method checks: not model drift)
+        programmes = ["add_table"] * 2 + ["add_index"] * 2 + ["add_column"] * 3  # programmes, enrolments, keys
+        # accounts, the ledger, programmes, enrolments (whole tables missing: their indexes, not their columns)
+        credit = ["add_table"] * 4 + ["add_index"] * 6
         reconciliations = ["add_table", "add_index", *credit]
         close = ["add_column"] * 3 + ["add_index"] * 9 + ["add_table"] * 3 + reconciliations
         offline = ["add_column"] * 10 + ["add_index"] * 3  # client ids, offline facts, merchant limits
         refunds = ["add_column"] * 5 + ["add_index"] * 3 + ["add_table"]
-        assert run(db, "downgrade", "-1") == 0  # store credit
-        assert drift_kinds(db) == sorted(credit)
+        assert run(db, "downgrade", "-1") == 0  # credit programmes
+        assert drift_kinds(db) == sorted(programmes)
         assert run(db, "upgrade", "head") == 0  # and forward again on the same rows
         assert drift(db) == []
-        assert run(db, "downgrade", "-2") == 0  # settlement reconciliations
+        assert run(db, "downgrade", "-2") == 0  # store credit
+        assert drift_kinds(db) == sorted(credit)
+        assert run(db, "upgrade", "head") == 0
+        assert drift(db) == []
+        assert run(db, "downgrade", "-3") == 0  # settlement reconciliations
         assert drift_kinds(db) == sorted(reconciliations)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
         # close of business: store business days, payments.succeeded_at; 4 indexes on busy tables; shifts
         # (3 indexes), cash movements (1), z_reports (1)
-        assert run(db, "downgrade", "-3") == 0
+        assert run(db, "downgrade", "-4") == 0
         assert drift_kinds(db) == sorted(close)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-4") == 0  # offline store-and-forward
+        assert run(db, "downgrade", "-5") == 0  # offline store-and-forward
         assert drift_kinds(db) == sorted(close + offline)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-5") == 0  # then also the refund CHECKs' validation (nothing for models)
+        assert run(db, "downgrade", "-6") == 0  # then also the refund CHECKs' validation (nothing for models)
         assert drift_kinds(db) == sorted(close + offline)
         assert run(db, "downgrade", "-1") == 0  # refunds and voids
         assert drift_kinds(db) == sorted(close + offline + refunds)
@@ -288,7 +294,7 @@ def test_downgrades_refuse_to_drop_refunds_or_terminal_ids() -> None:
                     " FROM stores LIMIT 1"
                 )
             )
-        assert run(db, "downgrade", "-2") == 0  # store credit, settlement reconciliations (none yet)
+        assert run(db, "downgrade", "-3") == 0  # credit programmes, store credit, reconciliations (none yet)
         with pytest.raises(RuntimeError, match="holds rows"):
             run(db, "downgrade", "-1")  # close of business: a store's shifts are its records
         with engine.begin() as conn:

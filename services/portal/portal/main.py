@@ -19,6 +19,7 @@ from .checkout import endpoints as checkout
 from .closeout.endpoints import router as closeout_router
 from .context import PortalServices
 from .credit.endpoints import router as credit_router
+from .credit.programme_endpoints import router as programme_router
 from .merchants.endpoints import router as merchants_router
 from .models import OutboxEvent
 from .pgw.gateway import gateway_for
@@ -67,6 +68,7 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
             checkout.sync,
             closeout_router,
             credit_router,
+            programme_router,
             webhooks_router,
         ],
         extensions=[

@@ -30,6 +30,7 @@ from smartpos_shared.pg import Db
 
 from ..checkout import service as checkout
 from ..context import PortalServices, RequestContext
+from ..credit import programmes
 from ..tenancy import Tenant
 from . import reconciliation, zreport
 from .business_day import ONE_DAY, BusinessDay
@@ -95,6 +96,7 @@ class RunResult:
     expired_payments: int = 0
     reconciliations: int = 0
     differences: int = 0
+    credit_entries: int = 0
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -105,9 +107,14 @@ class RunResult:
             "failed": self.failed,
             "expired_payments": self.expired_payments,
             "reconciliations": self.reconciliations,
+            "credit_entries": self.credit_entries,
             "reconciliations_with_differences": self.differences,
             "seconds": round(self.seconds, 3),
         }
+
+
+def _next_day(report: dict[str, Any]) -> date:
+    return date.fromisoformat(report["business_date"]) + ONE_DAY
 
 
 def next_unsealed(row: Any) -> tuple[date, datetime]:
@@ -184,7 +191,8 @@ class Overnight:
                 try:
                     reports = await self._close_due_days(session, store, now)
                     result.reports.extend(reports)
-                    result.sealed += len(reports)
+                    result.sealed += sum(1 for r in reports if "credit_entry" not in r)
+                    result.credit_entries += sum(1 for r in reports if "credit_entry" in r)
                 finally:
                     await session.rollback()
             return
@@ -201,7 +209,12 @@ class Overnight:
                         STORES.labels("done").inc()
                         break
                     zreport.emit_sealed(transaction, sealed)
+                    # The programme periods the next day starts: in the day's own transaction.
+                    entries = await programmes.apply_for_new_day(
+                        session, store.merchant_id, store.store_id, _next_day(sealed), now
+                    )
                     await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
+            result.credit_entries += len(entries)
             if self.services.wake_relay is not None:
                 self.services.wake_relay()
             REPORTS.inc()
@@ -261,7 +274,8 @@ class Overnight:
         return sealed.report
 
     async def _close_due_days(self, session: AsyncSession, store: DueStore, now: datetime) -> list[dict[str, Any]]:
-        """Every due day, each chained to the one before (the caller rolls it all back: a dry run)."""
+        """Every due day, each chained to the one before, with the programme entries each new day starts (marked
+        `credit_entry`); the caller rolls it all back: a dry run."""
         reports: list[dict[str, Any]] = []
         while True:
             try:
@@ -271,6 +285,11 @@ class Overnight:
             except zreport.DayNotOver:
                 return reports
             reports.append(sealed.report)
+            reports.extend(
+                await programmes.apply_for_new_day(
+                    session, store.merchant_id, store.store_id, _next_day(sealed.report), now
+                )
+            )
             if len(reports) > 366 * 5:  # a store years behind: the rest on the next pass
                 return reports
 

@@ -460,6 +460,13 @@ class CreditEntry(Base):
         ),
         Index("ix_credit_entries_merchant_id_account_id_id", "merchant_id", "account_id", "id"),
         Index("ix_credit_entries_payment_id", "payment_id", postgresql_where=text("payment_id IS NOT NULL")),
+        Index(
+            "uq_credit_entries_account_id_dedupe_key",
+            "account_id",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
@@ -471,6 +478,41 @@ class CreditEntry(Base):
     payment_id: Mapped[str | None] = mapped_column(String)  # redeem: the payment; refund: the refunded payment
     refund_id: Mapped[str | None] = mapped_column(String)
     note: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column()
+    # Programme entries (allocate, expire): which programme, for the period starting on which business date, and
+    # the key that makes each (programme, period, kind) apply once per account.
+    programme_id: Mapped[str | None] = mapped_column(String)
+    business_date: Mapped[date | None] = mapped_column(Date)
+    dedupe_key: Mapped[str | None] = mapped_column(String)
+
+
+class CreditProgramme(Base):
+    """A store's periodic credit for enrolled accounts, applied by the overnight run (portal/credit/programmes.py)."""
+
+    __tablename__ = "credit_programmes"
+    __table_args__ = (
+        CheckConstraint("allocation_amount > 0", name="allocation_positive"),
+        CheckConstraint("period IN ('daily', 'weekly', 'monthly')", name="period"),
+        CheckConstraint("carry_over_max IS NULL OR carry_over_max >= 0", name="carry_over_not_negative"),
+        Index("ix_credit_programmes_merchant_id_store_id", "merchant_id", "store_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    store_id: Mapped[str] = mapped_column(ForeignKey("stores.id"))
+    name: Mapped[str] = mapped_column(String)
+    allocation_amount: Mapped[int] = mapped_column(BigInteger)
+    period: Mapped[str] = mapped_column(String)
+    carry_over_max: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class CreditEnrolment(Base):
+    __tablename__ = "credit_enrolments"
+
+    programme_id: Mapped[str] = mapped_column(ForeignKey("credit_programmes.id"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("credit_accounts.id"), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
     created_at: Mapped[datetime] = mapped_column()
 
 
@@ -516,7 +558,9 @@ __all__ = [
     "Bill",
     "CashMovement",
     "CreditAccount",
+    "CreditEnrolment",
     "CreditEntry",
+    "CreditProgramme",
     "IdempotencyKey",
     "Merchant",
     "Order",
