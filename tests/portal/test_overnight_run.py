@@ -122,7 +122,46 @@ async def seed(app: FastAPI, stores: int, orders_per_store: int, base: datetime)
                 ),
                 {"s": store_id, "m": merchant_id},
             )
+        # Every store runs a daily credit programme (100 a day, 150 carried over) for one enrolled account: the
+        # overnight run writes its entries in each sealed day's own transaction.
+        await conn.execute(
+            text(
+                """
+                WITH a AS (
+                  INSERT INTO credit_accounts (id, merchant_id, customer_ref, currency, balance, version, created_at,
+                                               updated_at)
+                  SELECT 'cra_' || substr(s.id, 5), s.merchant_id, s.name, 'JPY', 0, 1, now(), now()
+                  FROM stores s WHERE s.merchant_id = :m RETURNING id, merchant_id, customer_ref
+                ), p AS (
+                  INSERT INTO credit_programmes (id, merchant_id, store_id, name, allocation_amount, period,
+                                                 carry_over_max, created_at)
+                  SELECT 'crp_' || substr(s.id, 5), s.merchant_id, s.id, 'daily', 100, 'daily', 150, now()
+                  FROM stores s WHERE s.merchant_id = :m RETURNING id, store_id
+                )
+                INSERT INTO credit_enrolments (programme_id, account_id, merchant_id, created_at)
+                SELECT p.id, 'cra_' || substr(p.store_id, 5), :m, now() FROM p
+                """
+            ),
+            {"m": merchant_id},
+        )
     return merchant_id
+
+
+async def ledgers_of(app: FastAPI, merchant_id: str) -> dict[str, list[tuple[str, int, int, str]]]:
+    """Per store (by name): its programme account's entries (kind, amount, balance after, period)."""
+    async with app.state.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT a.customer_ref, e.kind, e.amount, e.balance_after, e.business_date FROM credit_entries e"
+                " JOIN credit_accounts a ON a.id = e.account_id WHERE e.merchant_id = :m"
+                " ORDER BY a.customer_ref, e.business_date, e.kind DESC"
+            ),
+            {"m": merchant_id},
+        )
+        out: dict[str, list[tuple[str, int, int, str]]] = defaultdict(list)
+        for name, kind, amount, after, day in rows:
+            out[name].append((kind, amount, after, day.isoformat()))
+        return out
 
 
 async def reports_of(app: FastAPI, merchant_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -209,6 +248,13 @@ async def test_two_schedulers_at_once_seal_every_day_once(portal_app: FastAPI, s
             assert report["gross_sales"] == expected.get((name, report["business_date"]), 0)
     all_ids = [r["id"] for chain in reports.values() for r in chain]
     assert sorted(await outbox_closeouts(portal_app, merchant_id)) == sorted(all_ids)  # one event per report
+    # One allocation per sealed day per store, never two: 100, 200, then 150 kept + 100 (50 expired) ...
+    ledgers = await ledgers_of(portal_app, merchant_id)
+    for name, chain in reports.items():
+        allocations = [e for e in ledgers[name] if e[0] == "allocate"]
+        assert len(allocations) == len(chain)
+        assert len({e[3] for e in allocations}) == len(allocations)
+        assert ledgers[name][-1][2] == min(100 * len(chain), 250)
 
     # Each sealed day was reconciled once with the gateway's settlement report, which (a gateway that settled
     # none of these seeded card payments) lists every card payment of the day as missing at the gateway.
@@ -263,14 +309,17 @@ async def test_a_run_killed_half_way_then_rerun_ends_as_an_uninterrupted_run(
         assert [figures(r) for r in killed_reports[name]] == [figures(r) for r in calm_reports[name]]
     ids = [r["id"] for chain in killed_reports.values() for r in chain]
     assert sorted(await outbox_closeouts(portal_app, killed)) == sorted(ids)
+    assert await ledgers_of(portal_app, killed) == await ledgers_of(portal_app, calm)  # and the same credit ledger
 
 
 async def test_the_dry_run_shows_exactly_what_the_real_run_writes(
     portal_app: FastAPI, scheduler_env: dict[str, str]
 ) -> None:
     merchant_id = await seed(portal_app, stores=3, orders_per_store=30, base=datetime.now(UTC))
-    dry = [json.loads(line) for line in run_once(scheduler_env, merchant_id, "--dry-run").splitlines()]
+    planned = [json.loads(line) for line in run_once(scheduler_env, merchant_id, "--dry-run").splitlines()]
+    dry = [r for r in planned if "credit_entry" not in r]
     assert len(dry) == 3 * DAYS or len(dry) == 3 * (DAYS + 1)
+    assert len([r for r in planned if "credit_entry" in r]) >= len(dry)  # one allocation a day (and expiries)
     assert await reports_of(portal_app, merchant_id) == {}  # nothing written
     run_once(scheduler_env, merchant_id)
     written = [r for chain in (await reports_of(portal_app, merchant_id)).values() for r in chain]
