@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from portal.closeout.overnight import Overnight
 from tests.portal.helpers import bill, ring_up
-from tests.support.portal_fixtures import Tenant
+from tests.support.portal_fixtures import MakeTenant, Tenant
 
 
 def overnight_at(app: FastAPI, moment: datetime) -> Overnight:
@@ -109,3 +109,24 @@ async def test_a_monthly_allocation_expires_above_its_carry_over_across_the_mont
     assert (again.sealed, again.credit_entries) == (0, 0)
     balance = (await portal.get(f"/credit-accounts/{account['id']}", headers=tenant.as_merchant)).json()["balance"]
     assert balance == 13_000
+
+
+async def test_programmes_are_tenant_isolated(portal: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
+    mine, theirs = await make_tenant(), await make_tenant()
+    body = {"store_id": mine.store_id, "name": "x", "allocation_amount": 100, "period": "daily"}
+    assert (await portal.post("/credit-programmes", json=body, headers=theirs.as_merchant)).status_code == 404
+    assert (await portal.post("/credit-programmes", json=body, headers=mine.as_device)).status_code == 404
+    programme = (await portal.post("/credit-programmes", json=body, headers=mine.as_merchant)).json()
+    their_account = (await portal.post("/credit-accounts", json={}, headers=theirs.as_merchant)).json()
+    my_account = (await portal.post("/credit-accounts", json={}, headers=mine.as_merchant)).json()
+    path = f"/credit-programmes/{programme['id']}/enrolments"
+    # Another merchant's account cannot be enrolled, nor can another merchant enrol into my programme.
+    assert (
+        await portal.post(path, json={"account_id": their_account["id"]}, headers=mine.as_merchant)
+    ).status_code == 404
+    assert (
+        await portal.post(path, json={"account_id": their_account["id"]}, headers=theirs.as_merchant)
+    ).status_code == 404
+    assert (await portal.post(path, json={"account_id": my_account["id"]}, headers=mine.as_merchant)).status_code == 201
+    bad = await portal.post("/credit-programmes", json={**body, "period": "yearly"}, headers=mine.as_merchant)
+    assert bad.status_code == 422
