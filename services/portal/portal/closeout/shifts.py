@@ -9,7 +9,7 @@ A device closes blind: it never sees the expected amount of an open shift, only 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -53,6 +53,9 @@ SELECT
   (SELECT coalesce(sum(amount), 0) FROM refunds
     WHERE merchant_id = :merchant_id AND store_id = :store_id AND method = 'cash' AND status = 'succeeded'
       AND updated_at >= :start AND updated_at < :end) AS refunds"""
+
+
+OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)  # "until now and later" for an open shift's running figures
 
 
 class ShiftAlreadyOpen(Conflict):
@@ -181,24 +184,11 @@ async def get_shift(session: AsyncSession, tenant: Tenant, principal: Principal,
     if shift is None:
         raise NotFound("shift not found")
     if shift.row.status == "open" and not blind_for(principal):
-        return shift.body(blind=False, running=await _running(session, shift))
-    return shift.body(blind=blind_for(principal))
-
-
-async def _running(session: AsyncSession, shift: Shift) -> tuple[int, int]:
-    row = (
-        await session.execute(
-            text(
-                """SELECT
-  (SELECT coalesce(sum(amount), 0) FROM payments WHERE merchant_id = :merchant_id AND store_id = :store_id
-     AND method = 'cash' AND succeeded_at >= :start) AS sales,
-  (SELECT coalesce(sum(amount), 0) FROM refunds WHERE merchant_id = :merchant_id AND store_id = :store_id
-     AND method = 'cash' AND status = 'succeeded' AND updated_at >= :start) AS refunds"""
-            ),
-            {"merchant_id": shift.row.merchant_id, "store_id": shift.row.store_id, "start": shift.row.opened_at},
+        r = shift.row  # cash so far: from the shift's opening to any time
+        return shift.body(
+            blind=False, running=await cash_between(session, r.merchant_id, r.store_id, r.opened_at, OPEN_END)
         )
-    ).one()
-    return int(row.sales), int(row.refunds)
+    return shift.body(blind=blind_for(principal))
 
 
 async def list_shifts(
