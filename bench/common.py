@@ -3,6 +3,7 @@ results file (`bench-results.json`, git-ignored)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -158,6 +159,21 @@ class MachineCpu:
         now = _program_ticks()
         used = {name: (ticks - self._programs.get(name, 0)) / hz / wall for name, ticks in now.items()}
         self.programs = {name: round(c, 2) for name, c in sorted(used.items(), key=lambda kv: -kv[1]) if c >= 0.01}
+
+
+def reference_ms() -> float:
+    """How fast this machine is right now: milliseconds a fixed single-core workload (a Python loop and SHA-256
+    over 8 MB) takes, best of three. The same code measured with a different `reference_ms` ran on a faster or
+    slower (or busier) machine: compare figures only next to it."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        hashlib.sha256(b"x" * 8_000_000).digest()
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

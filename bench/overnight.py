@@ -37,7 +37,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, MachineCpu, save, table
+from bench.common import ROOT, MachineCpu, reference_ms, save, table
 from portal.closeout.business_day import BusinessDay
 
 DEFAULT_SCENARIOS = "2500x100,5000x100,10000x100,2500x50,2500x200"
@@ -197,6 +197,7 @@ async def main() -> None:
         await recreate(url)
         migrate(url)
         seed_seconds = await seed(url, stores, orders, day_start)
+        reference = reference_ms()
         with MachineCpu() as machine:
             summary, wall, scheduler_cpu = overnight_pass(url)
         rows = await counted_rows(url)
@@ -219,6 +220,7 @@ async def main() -> None:
             # scheduler, so they are counted from the machine's total, not per process).
             "other_busy_cores": round(machine.cores_busy - scheduler_cpu / wall, 2),
             "machine_busy_cores": machine.cores_busy,
+            "reference_ms": reference,  # the machine's speed just before the pass (bench.common.reference_ms)
             "reports": rows["reports"],
             "reconciliations": rows["reconciliations"],
             "summary": summary,

@@ -32,6 +32,11 @@ TENANT_TABLES = (
     "shifts",
     "cash_movements",
     "z_reports",
+    "reconciliations",
+    "credit_accounts",
+    "credit_entries",
+    "credit_programmes",
+    "credit_enrolments",
 )
 _TOUCHES = re.compile(rf"\b(?:from|join|update|into)\s+(?:{'|'.join(TENANT_TABLES)})\b", re.I)
 _RESOLUTION = "/* tenant-resolution */"
@@ -112,10 +117,46 @@ async def test_every_portal_query_for_a_tenant_names_its_merchant(
     await portal.post(f"/shifts/{shift['id']}/close", json={"counted_cash": 100}, headers=a.as_merchant)
     await portal.patch(f"/stores/{a.store_id}", json={"timezone": "Asia/Tokyo"}, headers=a.as_merchant)
     await portal.post(f"/stores/{a.store_id}/closeouts", json={}, headers=admin)  # not over yet: 409, after reads
+    account = (await portal.post("/credit-accounts", json={"customer_ref": "c-1"}, headers=a.as_merchant)).json()
+    await portal.post(
+        f"/credit-accounts/{account['id']}/entries",
+        json={"kind": "load", "amount": 5_000},
+        headers={**a.as_merchant, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    on_credit = await bill(portal, a, (await ring_up(portal, a))["id"])
+    redeemed = await portal.post(
+        "/payments",
+        json={
+            "bill_id": on_credit["id"],
+            "amount": on_credit["total_amount"],
+            "method": "credit",
+            "credit_account_id": account["id"],
+        },
+        headers=a.as_device,
+    )
+    await portal.post(
+        "/refunds",
+        json={"payment_id": redeemed.json()["id"], "amount": 100},
+        headers={**a.as_device, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    programme = await portal.post(
+        "/credit-programmes",
+        json={"store_id": a.store_id, "name": "staff", "allocation_amount": 1_000, "period": "monthly"},
+        headers=a.as_merchant,
+    )
+    for _ in range(2):  # the second enrolment finds the first
+        await portal.post(
+            f"/credit-programmes/{programme.json()['id']}/enrolments",
+            json={"account_id": account["id"]},
+            headers=admin,
+        )
     reads = [
         f"/shifts/{shift['id']}",
         "/shifts",
         f"/stores/{a.store_id}/closeouts?verify=true",
+        f"/stores/{a.store_id}/reconciliations/2026-01-05",
+        f"/credit-accounts/{account['id']}",
+        f"/credit-accounts/{account['id']}/entries",
         f"/orders/{order['id']}",
         f"/bills/{card['id']}",
         f"/payments/{pending['id']}",
@@ -132,6 +173,8 @@ async def test_every_portal_query_for_a_tenant_names_its_merchant(
         await portal.get(path, headers=admin, params={"merchant_id": a.merchant_id} if "/" not in path[1:] else None)
     await portal.post("/products", json={"name": "tea", "unit_price": 300}, headers=a.as_merchant)
     await portal.post("/stores", json={"name": "annex"}, headers=a.as_merchant)
+    assert redeemed.status_code == 201, redeemed.text
+    assert programme.status_code == 201, programme.text
     assert len(recorded.statements) > 40, "the flow ran"
     offenders = [sql for sql in recorded.statements if unscoped(sql)]
     assert offenders == []
