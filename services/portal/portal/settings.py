@@ -36,6 +36,13 @@ class PortalSettings(ServiceSettings):
     pgw_mock_delay_seconds: float = Field(
         default=0.05, validation_alias=AliasChoices("SMARTPOS_PGW_MOCK_DELAY", "pgw_mock_delay_seconds")
     )
+    # Mock gateway test values (docs/sandbox.md): how late the "late webhook" comes, how long a "timeout" hangs.
+    pgw_mock_late_seconds: float = Field(
+        default=30.0, validation_alias=AliasChoices("SMARTPOS_PGW_MOCK_LATE_SECONDS", "pgw_mock_late_seconds")
+    )
+    pgw_mock_timeout_seconds: float = Field(
+        default=5.0, validation_alias=AliasChoices("SMARTPOS_PGW_MOCK_TIMEOUT_SECONDS", "pgw_mock_timeout_seconds")
+    )
     pgw_url: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_URL", "pgw_url"))
     pgw_api_key: str = Field(default="", validation_alias=AliasChoices("SMARTPOS_PGW_API_KEY", "pgw_api_key"))
     webhook_tolerance_seconds: int = 300

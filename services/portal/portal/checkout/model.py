@@ -423,15 +423,19 @@ class Checkout:
         payment.status = PaymentStatus.canceled
         self._record("payment.canceled", payment)
 
-    def captured_after_void(self, payment: Payment, refund_id: str, pgw_reference: str, now: datetime) -> Refund:
-        """The gateway captured a payment we had voided: it never pays the bill. It is marked for review and its
-        whole amount refunded at once (a refund sent to the gateway, settled by its webhook like any other)."""
-        assert payment.status is PaymentStatus.canceled and payment.captured_after_void_at is None
+    def captured_late(self, payment: Payment, refund_id: str, pgw_reference: str, now: datetime) -> str:
+        """The gateway captured a payment we had voided, or one it had declined before (its events out of order):
+        it never pays the bill. It is marked for review and its whole amount refunded at once (a refund sent to the
+        gateway, settled by its webhook like any other). Answers what happened: `captured_after_void` or
+        `captured_after_failure` (the refund's reason and the event's type)."""
+        given_up = payment.status in (PaymentStatus.canceled, PaymentStatus.failed)
+        assert given_up and payment.captured_after_void_at is None
+        what = "captured_after_void" if payment.status is PaymentStatus.canceled else "captured_after_failure"
         self._change(payment, now)
         payment.captured_after_void_at = now
-        refund = self._new_refund(payment, refund_id, payment.amount, "captured_after_void", pgw_reference, now)
-        self._record("payment.captured_after_void", payment)  # as it ends up: the refund reserved
-        return refund
+        self._new_refund(payment, refund_id, payment.amount, what, pgw_reference, now)
+        self._record(f"payment.{what}", payment)  # as it ends up: the refund reserved
+        return what
 
     def refund(
         self,
@@ -445,7 +449,8 @@ class Checkout:
         """Part or all of what is left of a succeeded payment goes back to the same tender. Cash is given back at
         once; card and qr are pending until the gateway settles them. A payment captured after its void can be
         refunded too (its automatic refund may have failed): that money never paid the bill."""
-        captured = payment.status is PaymentStatus.canceled and payment.captured_after_void_at is not None
+        given_up = payment.status in (PaymentStatus.canceled, PaymentStatus.failed)
+        captured = given_up and payment.captured_after_void_at is not None
         if payment.status is not PaymentStatus.succeeded and not captured:
             raise errors.PaymentNotRefundable(f"the payment is {payment.status}; only succeeded payments are refunded")
         if amount > payment.refundable_amount:

@@ -600,13 +600,15 @@ class GatewayEvent:
     type: str  # payment.succeeded | payment.failed | refund.succeeded | refund.failed
     pgw_reference: str
     amount: int
+    failure_code: str | None = None  # why the gateway declined, when it says
 
 
 async def apply_gateway_event(ctx: RequestContext, event: GatewayEvent) -> GatewayResult:
     """The gateway says a payment or a refund succeeded or failed. The tenant comes from the payment or refund it
     names; from there the work is scoped like any other. Each event id is applied once; an amount that differs
     from the payment's or refund's is recorded and settles nothing; events for something no longer pending change
-    nothing, except a capture of a payment we voided: recorded for review and refunded at once."""
+    nothing, except a capture of a payment we voided or the gateway had declined: recorded for review and refunded
+    at once."""
     if event.type.startswith("refund."):
         found = await repository.resolve_refund_reference(ctx.db, event.pgw_reference, event.id)
         if found is None:
@@ -629,9 +631,10 @@ def _payment_transition(event: GatewayEvent, payment_id: str) -> GatewayTransiti
     def transition(checkout: Checkout, now: datetime) -> GatewayResult:
         payment = checkout.payment(payment_id)
         captured = event.type == "payment.succeeded" and event.amount == payment.amount
-        if captured and payment.status is PaymentStatus.canceled and payment.captured_after_void_at is None:
-            checkout.captured_after_void(payment, new_id("ref"), new_reference(), now)
-            return GatewayResult(WebhookOutcome.applied, "captured_after_void")
+        given_up = payment.status in (PaymentStatus.canceled, PaymentStatus.failed)
+        if captured and given_up and payment.captured_after_void_at is None:
+            label = checkout.captured_late(payment, new_id("ref"), new_reference(), now)
+            return GatewayResult(WebhookOutcome.applied, label)
         if payment.status is not PaymentStatus.pending:
             return GatewayResult(WebhookOutcome.ignored, f"ignored_payment_{payment.status}")
         if event.type == "payment.succeeded" and event.amount != payment.amount:
@@ -640,7 +643,7 @@ def _payment_transition(event: GatewayEvent, payment_id: str) -> GatewayTransiti
         if event.type == "payment.succeeded":
             checkout.succeed(payment, now)
         else:
-            checkout.fail(payment, "declined_by_gateway", now)
+            checkout.fail(payment, event.failure_code or "declined_by_gateway", now)
         return GatewayResult(WebhookOutcome.applied, event.type)
 
     return transition
@@ -657,9 +660,8 @@ def _refund_transition(event: GatewayEvent, refund_id: str) -> GatewayTransition
             detail = {"expected_amount": refund.amount, "received_amount": event.amount}
             return GatewayResult(WebhookOutcome.amount_mismatch, WebhookOutcome.amount_mismatch, detail)
         succeeded = event.type == "refund.succeeded"
-        checkout.settle_refund(
-            refund, succeeded=succeeded, reason=None if succeeded else "declined_by_gateway", now=now
-        )
+        reason = None if succeeded else event.failure_code or "declined_by_gateway"
+        checkout.settle_refund(refund, succeeded=succeeded, reason=reason, now=now)
         return GatewayResult(WebhookOutcome.applied, event.type)
 
     return transition

@@ -7,6 +7,7 @@ shortly after; `manual` accepts it and waits for a webhook from outside (tests);
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Coroutine
@@ -49,9 +50,18 @@ class RefundRequest:
     store_id: str | None = None
 
 
-# Mock gateway test value (docs/sandbox.md): a card/qr payment whose amount ends in these two digits is confirmed
-# in full by its webhook but settled one minor unit short in the settlement report.
-SETTLEMENT_MISMATCH_SUFFIX = 93
+# Mock gateway test values (docs/sandbox.md): the last two digits of a card/qr amount pick what the mock gateway
+# does with the charge. Every other amount is confirmed once, `SMARTPOS_PGW_MOCK_DELAY` after it was created.
+DECLINES = {51: "insufficient_funds", 52: "expired_card", 53: "do_not_honor"}  # payment.failed, with this code
+LATE_WEBHOOK_SUFFIX = 61  # confirmed `SMARTPOS_PGW_MOCK_LATE_SECONDS` (30 s) late
+TRIPLE_WEBHOOK_SUFFIX = 62  # the same confirmation (one event id) delivered three times
+FAILED_THEN_SUCCEEDED_SUFFIX = 63  # payment.failed, then payment.succeeded: the gateway captured it after all
+TIMEOUT_ON_CREATE_SUFFIX = 71  # the charge call times out (`SMARTPOS_PGW_MOCK_TIMEOUT_SECONDS`); no webhook ever
+SETTLEMENT_MISMATCH_SUFFIX = 93  # confirmed in full, settled one minor unit short in the settlement report
+
+
+class GatewayTimeout(Exception):
+    """The gateway did not answer the charge in time: whether it took the money is unknown."""
 
 
 class PaymentGateway(Protocol):
@@ -97,24 +107,71 @@ class ManualGateway:
         return None
 
 
-class MockGateway:
-    """Development and staging: every charge succeeds, confirmed by a correctly signed webhook."""
+@dataclass(frozen=True, slots=True)
+class _Webhook:
+    event_type: str
+    reference: str
+    amount: int
+    failure_code: str | None = None
 
-    def __init__(self, webhook_url: str, secret: str, delay: float, ledger: SettlementLedger | None = None) -> None:
+    def body(self) -> bytes:
+        data: dict[str, object] = {"pgw_reference": self.reference, "amount": self.amount}
+        if self.failure_code is not None:
+            data["failure_code"] = self.failure_code
+        return json.dumps({"id": f"evt_mock_{ULID()}", "type": self.event_type, "data": data}).encode()
+
+
+class MockGateway:
+    """Development and staging: a gateway that behaves as the test values above say, confirming by correctly
+    signed webhooks, and keeping a settlement ledger of what it captured."""
+
+    def __init__(
+        self,
+        webhook_url: str,
+        secret: str,
+        delay: float,
+        ledger: SettlementLedger | None = None,
+        *,
+        late_delay: float = 30.0,
+        timeout: float = 5.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.ledger = ledger
         self.webhook_url = webhook_url
         self.secret = secret
         self.delay = delay
-        self.http = httpx.AsyncClient(timeout=5.0)
+        self.late_delay = late_delay
+        self.timeout = timeout
+        self.http = http or httpx.AsyncClient(timeout=5.0)
         self.tasks: set[asyncio.Task[None]] = set()
         self.canceled: set[str] = set()
 
     async def charge(self, charge: Charge) -> None:
-        settled = charge.amount - 1 if charge.amount % 100 == SETTLEMENT_MISMATCH_SUFFIX else charge.amount
-        self._later(self._send("payment.succeeded", charge.pgw_reference, charge.amount, charge.store_id, settled))
+        suffix = charge.amount % 100
+        reference, amount = charge.pgw_reference, charge.amount
+        if suffix == TIMEOUT_ON_CREATE_SUFFIX:
+            await asyncio.sleep(self.timeout)
+            raise GatewayTimeout(f"no answer to the charge {reference} within {self.timeout} s")
+        succeeded = _Webhook("payment.succeeded", reference, amount)
+        settled = amount - 1 if suffix == SETTLEMENT_MISMATCH_SUFFIX else amount
+        if suffix in DECLINES:
+            self._later(self._deliver(_Webhook("payment.failed", reference, amount, DECLINES[suffix]), self.delay))
+        elif suffix == FAILED_THEN_SUCCEEDED_SUFFIX:
+            failed = _Webhook("payment.failed", reference, amount, "do_not_honor")
+            self._later(self._failed_then_captured(charge, failed, succeeded))
+        else:
+            late = self.late_delay if suffix == LATE_WEBHOOK_SUFFIX else self.delay
+            self._later(
+                self._capture(charge, settled, succeeded, late, copies=3 if suffix == TRIPLE_WEBHOOK_SUFFIX else 1)
+            )
 
     async def refund(self, refund: RefundRequest) -> None:
-        self._later(self._send("refund.succeeded", refund.pgw_reference, refund.amount, refund.store_id, refund.amount))
+        entry = SettlementEntry("refund", refund.pgw_reference, refund.amount, datetime.now(UTC))
+        self._later(
+            self._deliver(
+                _Webhook("refund.succeeded", refund.pgw_reference, refund.amount), self.delay, (refund.store_id, entry)
+            )
+        )
 
     async def settlement_report(self, store_id: str, start: datetime, end: datetime) -> list[SettlementEntry]:
         if self.ledger is None:
@@ -122,7 +179,7 @@ class MockGateway:
         return await self.ledger.entries(store_id, start, end)
 
     async def cancel(self, payment_reference: str) -> None:
-        # The mock confirms every charge after `delay`; a cancel that comes first stops that confirmation.
+        # The mock confirms a charge after a delay; a cancel that comes first stops that confirmation.
         self.canceled.add(payment_reference)
 
     def _later(self, work: Coroutine[None, None, None]) -> None:
@@ -130,23 +187,36 @@ class MockGateway:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _send(
-        self, event_type: str, reference: str, amount: int, store_id: str | None = None, settled: int | None = None
+    async def _capture(self, charge: Charge, settled: int, webhook: _Webhook, delay: float, copies: int = 1) -> None:
+        entry = SettlementEntry("payment", charge.pgw_reference, settled, datetime.now(UTC))
+        await self._deliver(webhook, delay, (charge.store_id, entry), copies=copies)
+
+    async def _failed_then_captured(self, charge: Charge, failed: _Webhook, succeeded: _Webhook) -> None:
+        await self._deliver(failed, self.delay)
+        await self._capture(charge, charge.amount, succeeded, self.delay)
+
+    async def _deliver(
+        self,
+        webhook: _Webhook,
+        delay: float,
+        settles: tuple[str | None, SettlementEntry] | None = None,
+        copies: int = 1,
     ) -> None:
-        await asyncio.sleep(self.delay)
-        if event_type == "payment.succeeded" and reference in self.canceled:
-            self.canceled.discard(reference)
+        await asyncio.sleep(delay)
+        if webhook.event_type == "payment.succeeded" and webhook.reference in self.canceled:
+            self.canceled.discard(webhook.reference)
             return
-        if self.ledger is not None and store_id is not None:
-            kind = "payment" if event_type.startswith("payment.") else "refund"
-            entry = SettlementEntry(kind, reference, amount if settled is None else settled, datetime.now(UTC))
+        store_id, entry = settles or (None, None)
+        if self.ledger is not None and store_id is not None and entry is not None:
             try:
-                await self.ledger.record(store_id, entry)
+                await self.ledger.record(store_id, dataclasses.replace(entry, settled_at=datetime.now(UTC)))
             except Exception as exc:  # the mock's own bookkeeping; the webhook still goes out
                 log.warning("pgw_mock_ledger_failed", error=type(exc).__name__)
-        body = json.dumps(
-            {"id": f"evt_mock_{ULID()}", "type": event_type, "data": {"pgw_reference": reference, "amount": amount}}
-        ).encode()
+        body = webhook.body()  # one event id, however many times it is delivered
+        for _ in range(copies):
+            await self._post(body)
+
+    async def _post(self, body: bytes) -> None:
         for attempt in range(5):
             try:
                 response = await self.http.post(
@@ -238,7 +308,14 @@ class HttpGateway:
 def gateway_for(settings: PortalSettings, redis: Redis[bytes] | None = None) -> PaymentGateway:
     ledger = SettlementLedger(redis) if redis is not None else None
     if settings.pgw_mode is PgwMode.mock:
-        return MockGateway(settings.webhook_url(), settings.pgw_webhook_secret, settings.pgw_mock_delay_seconds, ledger)
+        return MockGateway(
+            settings.webhook_url(),
+            settings.pgw_webhook_secret,
+            settings.pgw_mock_delay_seconds,
+            ledger,
+            late_delay=settings.pgw_mock_late_seconds,
+            timeout=settings.pgw_mock_timeout_seconds,
+        )
     if settings.pgw_mode is PgwMode.http:
         return HttpGateway(settings.pgw_url, settings.pgw_api_key)
     return ManualGateway(ledger)

@@ -30,6 +30,8 @@ class WebhookData(RequestModel):
     model_config = ConfigDict(extra="allow")
     pgw_reference: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     amount: int = Field(strict=True, gt=0)
+    # Why the gateway declined (payment.failed / refund.failed): becomes the payment's or refund's failure_reason.
+    failure_code: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")] | None = None
 
 
 class WebhookEvent(RequestModel):
@@ -87,7 +89,7 @@ async def receive_webhook(request: Request, ctx: SystemContextDep) -> JSONRespon
     except (ValueError, ValidationError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise BadWebhook("the body is not a valid gateway event", code="malformed_event") from None
     result = await apply_gateway_event(
-        ctx, GatewayEvent(event.id, event.type, event.data.pgw_reference, event.data.amount)
+        ctx, GatewayEvent(event.id, event.type, event.data.pgw_reference, event.data.amount, event.data.failure_code)
     )
     if result.outcome is WebhookOutcome.amount_mismatch:
         # Recorded (committed): the answer is an error, the record stays for review.
