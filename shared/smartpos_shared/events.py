@@ -225,12 +225,20 @@ class OutboxRelay:
         self._conn: Any = None
         self.published_total = 0
         self.coalesce_seconds = 0.002
-        # The try-lock is evaluated in the WHERE clause: rows of a merchant another relay holds are skipped (and
-        # published by that relay, in order). A transaction-level advisory lock taken twice simply stacks.
+        # Two statements, in this order: the merchants with waiting rows whose advisory lock this relay gets, then
+        # (a new statement, so a snapshot taken after the locks) their oldest waiting rows. One statement that
+        # took the locks while scanning could take a merchant's lock the moment another relay committed and
+        # released it mid-scan — and then, reading the scan's older snapshot, skip that merchant's earlier rows
+        # and publish later ones first. A transaction-level advisory lock taken twice simply stacks.
+        self._lock_merchants = (
+            "SELECT merchant_id FROM ("  # noqa: S608 - a model's table
+            f" SELECT merchant_id, min(position) AS first FROM {self.table} WHERE published_at IS NULL"
+            " GROUP BY merchant_id ORDER BY first LIMIT $1) waiting"
+            " WHERE pg_try_advisory_xact_lock(hashtextextended('outbox:' || merchant_id, 0))"
+        )
         self._select = (
             f"SELECT position, id, merchant_id, type, payload::text FROM {self.table}"  # noqa: S608 - a model's table
-            " WHERE published_at IS NULL AND pg_try_advisory_xact_lock(hashtextextended('outbox:' || merchant_id, 0))"
-            " ORDER BY position LIMIT $1"
+            " WHERE published_at IS NULL AND merchant_id = ANY($2::text[]) ORDER BY position LIMIT $1"
         )
         self._mark = f"UPDATE {self.table} SET published_at = $2 WHERE position = ANY($1::bigint[])"  # noqa: S608
 
@@ -314,7 +322,10 @@ class OutboxRelay:
             self._conn = await asyncpg.connect(self.dsn)
         conn = self._conn
         async with conn.transaction():
-            rows = await conn.fetch(self._select, self.batch_size)
+            merchants = [row[0] for row in await conn.fetch(self._lock_merchants, self.batch_size)]
+            if not merchants:
+                return 0
+            rows = await conn.fetch(self._select, self.batch_size, merchants)
             if not rows:
                 return 0
             js = await self._jetstream()
