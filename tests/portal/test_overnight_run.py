@@ -5,51 +5,24 @@ the dry run shows what the real run writes, and payments pending too long are ex
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from portal.closeout.business_day import BusinessDay
 from portal.closeout.zreport import instant
 from smartpos_shared.ids import new_id
-from tests.support.environment import redis_url
-from tests.support.processes import ROOT
+from tests.support.portal_fixtures import scheduler
 
 DAYS = 3
 UTC_DAY = BusinessDay("UTC")
 IGNORED = {"id", "merchant_id", "store_id", "created_at", "hash", "previous_hash"}
-
-
-def scheduler(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "portal.scheduler", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-@pytest.fixture
-def scheduler_env(service_env: dict[str, str]) -> dict[str, str]:
-    return {
-        **service_env,
-        "SMARTPOS_PGW_MODE": "manual",
-        "SMARTPOS_PGW_WEBHOOK_SECRET": "whsec_test_" + "x" * 32,
-        "SCHEDULER_CONCURRENCY": "2",
-        "REDIS_URL": redis_url(),
-    }
 
 
 async def seed(app: FastAPI, stores: int, orders_per_store: int, base: datetime) -> str:
@@ -271,7 +244,9 @@ async def test_two_schedulers_at_once_seal_every_day_once(portal_app: FastAPI, s
         )
     assert len(reconciled) == len(all_ids)
     assert sum(len(r.result["missing_at_gateway"]) for r in reconciled) == card_payments
-    assert {r.result["status"] for r in reconciled} == {"differences"}
+    # A day without card payments is balanced (the first, partial day can be: it depends on the hour the test runs).
+    assert all((r.result["status"] == "differences") == bool(r.result["missing_at_gateway"]) for r in reconciled)
+    assert "differences" in {r.result["status"] for r in reconciled}
 
     again = json.loads(run_once(scheduler_env, merchant_id))
     assert again["reports"] == 0 and again["reconciliations"] == 0  # nothing left: the run is idempotent

@@ -4,6 +4,9 @@ with real tokens: an admin, a merchant API client, and a device signed in with p
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from tests.support.apps import BusinessClock, Clock, running
 from tests.support.auth_fixtures import ISSUER, RegisterDevice, basic
 from tests.support.databases import TestDatabase
 from tests.support.environment import nats_url, redis_url
+from tests.support.processes import ROOT
 
 PORTAL = "http://portal.test"
 WEBHOOK_SECRET = "whsec_test_" + "x" * 32
@@ -139,4 +143,27 @@ def signed_webhook(event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, at: f
     return {
         "content": body,
         "headers": {"content-type": "application/json", "PGW-Signature": sign(secret, int(at or time.time()), body)},
+    }
+
+
+def scheduler(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`python -m portal.scheduler ARGS` as operators run it, with `env` on top of this process's environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "portal.scheduler", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def scheduler_env(service_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **service_env,
+        "SMARTPOS_PGW_MODE": "manual",
+        "SMARTPOS_PGW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SCHEDULER_CONCURRENCY": "2",
+        "REDIS_URL": redis_url(),
     }

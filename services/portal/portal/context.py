@@ -19,6 +19,7 @@ from smartpos_shared.db import AfterCommit, run_after_commit
 from smartpos_shared.pg import Db, StatementSink
 
 from .pgw.gateway import PaymentGateway
+from .sandbox.clocks import TestClocks
 from .settings import PortalSettings
 
 Clock = Callable[[], float]
@@ -39,6 +40,16 @@ class PortalServices:
     wake_relay: Callable[[], None] | None
     # Real time, for what must never follow a moved business clock: webhook signature timestamps (and tokens).
     real_clock: Clock = time.time
+    # The sandbox's per-merchant test clocks (portal/sandbox/clocks.py); None in production.
+    test_clocks: TestClocks | None = None
+
+    def business_now(self, merchant_id: str | None) -> datetime:
+        """Business time for a merchant: its test clock's frozen time while it has one, else the clock."""
+        if merchant_id is not None and self.test_clocks is not None:
+            frozen = self.test_clocks.time_of(merchant_id)
+            if frozen is not None:
+                return datetime.fromtimestamp(frozen, UTC)
+        return datetime.fromtimestamp(self.clock(), UTC)
 
 
 @dataclass(eq=False, slots=True)
@@ -61,8 +72,11 @@ class RequestContext:
         """Whether the write statement must NOTIFY the relays (none runs in this process)."""
         return self.services.wake_relay is None
 
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.services.clock(), UTC)
+    def now(self, merchant_id: str | None = None) -> datetime:
+        """Business time for the merchant the work is for (by default the caller's own: admins name it)."""
+        if merchant_id is None and self.principal is not None:
+            merchant_id = self.principal.merchant_id
+        return self.services.business_now(merchant_id)
 
     def after_commit(self, action: AfterCommit) -> None:
         """Run `action` once the change is committed (cache, gateway): nothing outside PostgreSQL may see a

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -113,7 +113,7 @@ def request_hash(request: Request, body: BaseModel) -> str:
 async def _claim(ctx: RequestContext, owner: str, key: str, digest: str) -> _Stored | None:
     """Claim the key, or answer from what it already holds. None when this request owns the key."""
     db: Db = ctx.db
-    now = ctx.now()
+    now = datetime.fromtimestamp(ctx.services.real_clock(), UTC)  # keys expire in real time, whatever the clocks
     if await db.fetchval(CLAIM, owner, key, digest, now, now + RETENTION):
         return None
     async with db.transaction():

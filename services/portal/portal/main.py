@@ -13,6 +13,7 @@ from smartpos_shared.auth import JwksLoader, token_verification
 from smartpos_shared.cache import VersionedCache
 from smartpos_shared.events import outbox_relay_extension
 from smartpos_shared.pg import pool_extension
+from smartpos_shared.settings import Environment
 
 from .catalog.endpoints import router as catalog_router
 from .checkout import endpoints as checkout
@@ -24,6 +25,8 @@ from .merchants.endpoints import router as merchants_router
 from .models import OutboxEvent
 from .pgw.gateway import gateway_for
 from .pgw.webhooks import router as webhooks_router
+from .sandbox.clocks import ClockFollower, TestClocks
+from .sandbox.endpoints import router as test_clocks_router
 from .settings import PortalSettings
 
 
@@ -36,6 +39,12 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
     # Business time (timestamps of orders and payments, business days) may run ahead of the clock that checks
     # tokens (tests move it; the sandbox's test clocks will): tokens always keep the real one.
     business_clock = getattr(app.state, "business_clock", None) or app.state.clock
+    # The sandbox's per-merchant test clocks, followed from the database (none in production).
+    sandbox = settings.env is not Environment.production
+    test_clocks = TestClocks() if sandbox else None
+    follower = ClockFollower(settings.database_url, test_clocks) if test_clocks is not None else None
+    if follower is not None:
+        await follower.start()
     app.state.services = PortalServices(
         settings=settings,
         pool=app.state.pg_pool,
@@ -45,10 +54,13 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
         clock=lambda: float(business_clock()),
         real_clock=lambda: float(app.state.clock()),
         wake_relay=relay.wake if relay is not None else None,
+        test_clocks=test_clocks,
     )
     try:
         yield
     finally:
+        if follower is not None:
+            await follower.stop()
         await gateway.close()
 
 
@@ -70,6 +82,8 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
             credit_router,
             programme_router,
             webhooks_router,
+            # Sandbox-only endpoints do not exist in production (404), API.md "Sandbox".
+            *([test_clocks_router] if settings.env is not Environment.production else []),
         ],
         extensions=[
             pool_extension,

@@ -7,6 +7,10 @@ every day is sealed once.
     python -m portal.scheduler                 # forever (SIGTERM/SIGINT stop it after the current store)
     python -m portal.scheduler --once          # one pass, then a JSON summary on stdout
     python -m portal.scheduler --once --dry-run  # the reports a pass would seal, as JSON lines; writes nothing
+
+In the sandbox (`SMARTPOS_ENV` other than production) a merchant with a test clock is run at the clock's time, and
+the scheduler LISTENs for clocks that advance: it runs that merchant's overnight run at once, then marks the
+clock `ready` (portal/sandbox/clocks.py).
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from smartpos_shared.cache import VersionedCache
 from smartpos_shared.db import create_engine
 from smartpos_shared.logging import configure_logging
 from smartpos_shared.pg import CountedStatements, create_pool
+from smartpos_shared.settings import Environment
 
 from .closeout.overnight import Overnight
 from .context import PortalServices
 from .pgw.gateway import gateway_for
+from .sandbox.clocks import ClockFollower, TestClocks
 from .settings import PortalSettings
 
 log = structlog.get_logger("smartpos.scheduler")
@@ -83,6 +89,7 @@ async def overnight(settings: SchedulerSettings) -> AsyncIterator[Overnight]:
             grace=timedelta(seconds=settings.closeout_grace_seconds),
             pending_max_age=timedelta(hours=settings.pending_max_age_hours),
             concurrency=settings.concurrency,
+            test_clocks=settings.env is not Environment.production,
         )
     finally:
         await gateway.close()
@@ -117,15 +124,61 @@ async def main(argv: list[str]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("scheduler_started", interval_seconds=settings.interval_seconds)
-        while not stop.is_set():
-            try:
-                await run.run(merchant_id=args.merchant)
-            except Exception as exc:  # a pass that failed as a whole (database down): the next one retries
-                log.error("overnight_pass_failed", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), settings.interval_seconds)
+        clocks = await follow_clocks(settings, run, args.merchant) if run.test_clocks else None
+        try:
+            while not stop.is_set():
+                try:
+                    await run.run(merchant_id=args.merchant)
+                    await run.settle_clocks(args.merchant)
+                except Exception as exc:  # a pass that failed as a whole (database down): the next one retries
+                    log.error("overnight_pass_failed", error=repr(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.interval_seconds)
+        finally:
+            if clocks is not None:
+                await clocks.stop()
         log.info("scheduler_stopped")
     return 0
+
+
+class ClockRuns:
+    """The sandbox: a merchant's overnight run as soon as its test clock moves (beside the regular passes)."""
+
+    def __init__(self, run: Overnight, follower: ClockFollower, queue: asyncio.Queue[str]) -> None:
+        self.run, self.follower, self.queue = run, follower, queue
+        self.task = asyncio.create_task(self._work(), name="test-clock-runs")
+
+    async def _work(self) -> None:
+        while True:
+            merchant_id = await self.queue.get()
+            try:
+                for _ in range(20):  # a store another scheduler holds is sealed by that one: look again shortly
+                    await self.run.run(merchant_id=merchant_id)
+                    if merchant_id in await self.run.settle_clocks(merchant_id):
+                        break
+                    if not any(c[1] == "advancing" for m, c in (await self.run.clocks()).items() if m == merchant_id):
+                        break
+                    await asyncio.sleep(0.5)
+            except Exception as exc:
+                log.error("test_clock_run_failed", merchant_id=merchant_id, error=repr(exc))
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def follow_clocks(settings: SchedulerSettings, run: Overnight, only: str | None) -> ClockRuns:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def changed(merchant_id: str) -> None:
+        if only is None or merchant_id == only:
+            queue.put_nowait(merchant_id)
+
+    follower = ClockFollower(settings.database_url, TestClocks(), on_change=changed)
+    await follower.start()
+    return ClockRuns(run, follower, queue)
 
 
 if __name__ == "__main__":

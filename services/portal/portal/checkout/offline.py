@@ -120,7 +120,7 @@ async def _forward(
     assert tenant.store_id is not None
     if (duplicate := await _duplicate(repo, tenant.store_id, entry)) is not None:
         return duplicate
-    now = ctx.now()
+    now = ctx.now(tenant.merchant_id)
     _check_limits(entry, limits, now)
     checkout = await _priced_order(
         repo,
@@ -177,6 +177,7 @@ def _charge_after_commit(ctx: RequestContext, payment: Payment) -> None:
         payment.method,
         payment.offline_auth,
         store_id=payment.store_id,
+        at=payment.updated_at,
     )
     gateway = ctx.gateway
 

@@ -93,7 +93,7 @@ async def _change(
     checkout = await load()
     if checkout is None:
         raise NotFound(missing)
-    now = ctx.now()
+    now = ctx.now(checkout.order.merchant_id)
     result = transition(checkout, now)
     if await save(checkout, now, result):
         return checkout, result
@@ -101,7 +101,7 @@ async def _change(
         checkout = await lock()
         if checkout is None:
             raise NotFound(missing)
-        now = ctx.now()
+        now = ctx.now(checkout.order.merchant_id)
         result = transition(checkout, now)
         if not await save(checkout, now, result):
             raise errors.ConcurrentChange()
@@ -141,7 +141,9 @@ async def create_order(ctx: RequestContext, body: OrderCreate, claim: Claim | No
 
     if body.client_order_id is not None and await repo.client_order_id_taken(body.client_order_id):
         return await existing_order()  # a retry: answered before pricing (the catalog may have changed since)
-    checkout = await _priced_order(repo, tenant, store_id, items, ctx.now(), client_order_id=body.client_order_id)
+    checkout = await _priced_order(
+        repo, tenant, store_id, items, ctx.now(tenant.merchant_id), client_order_id=body.client_order_id
+    )
     data = _latest(checkout, checkout.order)
     now = checkout.order.created_at
     try:
@@ -330,7 +332,12 @@ async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim 
     _cache_after_commit(ctx, checkout)
     if payment.pgw_reference is not None:
         charge = Charge(
-            payment.pgw_reference, payment.amount, payment.currency, payment.method, store_id=payment.store_id
+            payment.pgw_reference,
+            payment.amount,
+            payment.currency,
+            payment.method,
+            store_id=payment.store_id,
+            at=payment.created_at,
         )
         gateway = ctx.gateway
         ctx.after_commit(lambda: gateway.charge(charge))  # the gateway never hears of a payment we lost
@@ -355,7 +362,7 @@ async def _credit_payment(
             checkout = await repo.lock_by_bill(body.bill_id)
             if checkout is None:
                 raise NotFound("bill not found")
-            now = ctx.now()
+            now = ctx.now(repo.tenant.merchant_id)
             payment = transition(checkout, now)
             await credit_ledger.apply(
                 ctx.db,
@@ -421,6 +428,7 @@ def _send_refunds(ctx: RequestContext, refunds: list[Refund], checkout: Checkout
                     refund.amount,
                     refund.currency,
                     store_id=refund.store_id,
+                    at=refund.created_at,
                 ),
             )
         )
@@ -545,7 +553,7 @@ async def _refund_to_credit(
         checkout = await repo.lock_by_payment(payment_id)
         if checkout is None:
             raise NotFound("payment not found")
-        now = ctx.now()
+        now = ctx.now(repo.tenant.merchant_id)
         refund = transition(checkout, now)
         account_id = await credit_ledger.account_of_redemption(ctx.db, repo.tenant.merchant_id, payment_id)
         assert account_id is not None, "a credit payment is always redeemed from an account"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -44,8 +44,9 @@ ShiftIdPath = Annotated[str, Path(pattern=rf"^shf_{ULID}$")]
 StoreIdPath = Annotated[str, Path(pattern=rf"^sto_{ULID}$")]
 
 
-def now_of(request: Request) -> datetime:
-    return datetime.fromtimestamp(services_of(request).clock(), UTC)
+def now_of(request: Request, merchant_id: str) -> datetime:
+    """Business time for the merchant (its test clock's, in the sandbox)."""
+    return services_of(request).business_now(merchant_id)
 
 
 async def store_tenant(principal: Any, session: Any, store_id: str) -> Tenant:
@@ -70,7 +71,7 @@ async def open_shift(
         raise Unprocessable("store_id is required", code="store_id_required")
     tenant = await store_tenant(principal, transaction.session, store_id)
     shift = await shift_service.open_shift(
-        transaction, tenant, principal, store_id, body.opening_float, now_of(request)
+        transaction, tenant, principal, store_id, body.opening_float, now_of(request, tenant.merchant_id)
     )
     return ShiftPublic.model_validate(shift)
 
@@ -116,7 +117,7 @@ async def add_cash_movement(
     session = transaction.session
     tenant = await tenant_for(principal, lambda: shift_service.resolve_merchant(session, shift_id))
     movement = await shift_service.add_cash_movement(
-        transaction, tenant, shift_id, body.kind, body.amount, body.note, now_of(request)
+        transaction, tenant, shift_id, body.kind, body.amount, body.note, now_of(request, tenant.merchant_id)
     )
     return CashMovementPublic.model_validate(movement)
 
@@ -132,7 +133,7 @@ async def close_shift(
     session = transaction.session
     tenant = await tenant_for(principal, lambda: shift_service.resolve_merchant(session, shift_id))
     closed = await shift_service.close_shift(
-        transaction, tenant, principal, shift_id, body.counted_cash, now_of(request)
+        transaction, tenant, principal, shift_id, body.counted_cash, now_of(request, tenant.merchant_id)
     )
     return ShiftPublic.model_validate(closed)
 
@@ -157,7 +158,7 @@ async def create_closeout(
         tenant.merchant_id,
         store_id,
         body.business_date if body else None,
-        now_of(request),
+        now_of(request, tenant.merchant_id),
         grace=timedelta(seconds=settings.closeout_grace_seconds),
     )
     zreport.emit_sealed(transaction, sealed.report)

@@ -73,6 +73,11 @@ WHERE z.merchant_id = :merchant_id AND z.store_id = :store_id
                   AND r.business_date = z.business_date)
 ORDER BY z.number DESC LIMIT 7"""
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('overnight:' || :store_id, 0))"
+# The sandbox: merchants whose business time is a test clock's (portal/sandbox/clocks.py).
+CLOCKS = "SELECT merchant_id, frozen_time, status FROM test_clocks"
+CLOCK_READY = """
+UPDATE test_clocks SET status = 'ready', version = version + 1, updated_at = now()
+WHERE merchant_id = :merchant_id AND status = 'advancing' AND frozen_time = :frozen_time"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class DueStore:
     next_date: date
     next_end: datetime
     closes_at: time
+    now: datetime  # the store's business time for this pass (its merchant's test clock's, in the sandbox)
+    seal_due: bool = True  # a day is over and unsealed (else only a reconciliation is left)
 
 
 @dataclass(slots=True)
@@ -133,6 +140,7 @@ class Overnight:
         pending_max_age: timedelta,
         concurrency: int = 4,
         clock: Callable[[], float] | None = None,
+        test_clocks: bool = False,
     ) -> None:
         self.services = services
         self.sessionmaker = make_sessionmaker(engine)
@@ -140,25 +148,56 @@ class Overnight:
         self.pending_max_age = pending_max_age
         self.concurrency = concurrency
         self.clock = clock or services.clock
+        self.test_clocks = test_clocks
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    async def due_stores(self, now: datetime, merchant_id: str | None = None) -> list[DueStore]:
+    async def clocks(self) -> dict[str, tuple[datetime, str]]:
+        """The sandbox's test clocks: merchant -> (frozen time, status). None outside the sandbox."""
+        if not self.test_clocks:
+            return {}
+        async with self.sessionmaker() as session:
+            rows = await session.execute(text(CLOCKS))
+            return {row.merchant_id: (row.frozen_time, row.status) for row in rows}
+
+    async def due_stores(
+        self, now: datetime, merchant_id: str | None = None, clocks: dict[str, tuple[datetime, str]] | None = None
+    ) -> list[DueStore]:
+        clocks = clocks or {}
         async with self.sessionmaker() as session:
             rows = await session.execute(text(STORES_WITH_LAST_REPORT), {"merchant_id": merchant_id})
             due = []
             for row in rows:
                 day, end = next_unsealed(row)
-                if end + self.grace <= now or row.unreconciled:
-                    due.append(DueStore(row.id, row.merchant_id, day, end, row.day_closes_at))
+                store_now = clocks[row.merchant_id][0] if row.merchant_id in clocks else now
+                seal_due = end + self.grace <= store_now
+                if seal_due or row.unreconciled:
+                    due.append(DueStore(row.id, row.merchant_id, day, end, row.day_closes_at, store_now, seal_due))
             return due
+
+    async def settle_clocks(self, merchant_id: str | None = None) -> list[str]:
+        """Mark `ready` each advancing test clock (of `merchant_id`, or all) whose merchant has no day left to seal
+        at the clock's time; the merchants marked."""
+        clocks = await self.clocks()
+        settled = []
+        for merchant, (frozen, clock_status) in clocks.items():
+            if clock_status != "advancing" or (merchant_id is not None and merchant != merchant_id):
+                continue
+            due = await self.due_stores(frozen, merchant, {merchant: (frozen, clock_status)})
+            if any(store.seal_due for store in due):
+                continue
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(text(CLOCK_READY), {"merchant_id": merchant, "frozen_time": frozen})
+            settled.append(merchant)
+            log.info("test_clock_ready", merchant_id=merchant, frozen_time=frozen.isoformat())
+        return settled
 
     async def run(self, *, dry_run: bool = False, merchant_id: str | None = None) -> RunResult:
         started = perf_counter()
         now = self.now()
         result = RunResult()
-        due = await self.due_stores(now, merchant_id)
+        due = await self.due_stores(now, merchant_id, await self.clocks())
         result.stores_due = len(due)
         log.info("overnight_started", stores_due=len(due), dry_run=dry_run)
         queue: asyncio.Queue[DueStore] = asyncio.Queue()
@@ -169,7 +208,7 @@ class Overnight:
             while not queue.empty():
                 store = queue.get_nowait()
                 try:
-                    await self.run_store(store, now, result, dry_run=dry_run)
+                    await self.run_store(store, store.now, result, dry_run=dry_run)
                 except Exception as exc:  # one store's failure never stops the others; the next pass retries it
                     result.failed += 1
                     STORES.labels("failed").inc()

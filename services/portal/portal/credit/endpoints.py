@@ -103,7 +103,7 @@ def _principal(ctx: RequestContext) -> Any:
 async def create_account(body: AccountCreate, ctx: ContextDep) -> Response:
     merchant_id = merchant_for_write(_principal(ctx), body.merchant_id)
     try:
-        row = await ctx.db.fetchrow(INSERT, new_id("cra"), merchant_id, body.customer_ref, ctx.now())
+        row = await ctx.db.fetchrow(INSERT, new_id("cra"), merchant_id, body.customer_ref, ctx.now(merchant_id))
     except asyncpg.UniqueViolationError:
         raise Conflict("another account has this customer_ref", code="customer_ref_taken") from None
     if row is None:
@@ -165,7 +165,11 @@ async def create_entry(
 
     async def use_case(_: object) -> Reply:
         entry = await ledger.apply(
-            ctx.db, tenant.merchant_id, account_id, ledger.Entry(body.kind, body.amount, note=body.note), ctx.now()
+            ctx.db,
+            tenant.merchant_id,
+            account_id,
+            ledger.Entry(body.kind, body.amount, note=body.note),
+            ctx.now(tenant.merchant_id),
         )
         return Reply(201, dumps({**entry, "merchant_id": tenant.merchant_id}), recorded=False)
 

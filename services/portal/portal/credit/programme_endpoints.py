@@ -72,7 +72,7 @@ async def create_programme(
         body.allocation_amount,
         body.period,
         body.carry_over_max,
-        now_of(request),
+        now_of(request, tenant.merchant_id),
     )
     if created is None:
         raise NotFound("store not found")
@@ -96,7 +96,9 @@ async def enrol(
     tenant = await tenant_for(principal, lambda: programmes.merchant_of(session, programme_id))
     if tenant.store_id is not None:
         raise NotFound("programme not found")  # devices never enrol accounts
-    ok = await programmes.enrol(session, tenant.merchant_id, programme_id, body.account_id, now_of(request))
+    ok = await programmes.enrol(
+        session, tenant.merchant_id, programme_id, body.account_id, now_of(request, tenant.merchant_id)
+    )
     if not ok:
         raise NotFound("programme or account not found")
     return EnrolmentPublic(programme_id=programme_id, account_id=body.account_id)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Request, status
 
 from smartpos_shared.auth import AdminDep, PrincipalDep
 from smartpos_shared.db import SessionDep, TransactionDep
 from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, page_of
 
+from ..context import services_of
 from ..errors import COMMON_ERRORS, NOT_FOUND
 from ..schemas import ULID, MerchantQuery
 from . import service
@@ -48,8 +49,10 @@ async def update_merchant(
     responses=NOT_FOUND,
     summary="Create a store (admin with merchant_id; a merchant for itself)",
 )
-async def create_store(body: StoreCreate, principal: PrincipalDep, transaction: TransactionDep) -> StorePublic:
-    return await service.create_store(transaction, principal, body)
+async def create_store(
+    body: StoreCreate, principal: PrincipalDep, transaction: TransactionDep, request: Request
+) -> StorePublic:
+    return await service.create_store(transaction, principal, body, services_of(request).business_now)
 
 
 @router.get("/stores/{store_id}", responses=NOT_FOUND, summary="Get a store")

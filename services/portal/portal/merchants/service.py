@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import time
+from collections.abc import Callable
+from datetime import datetime, time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -82,7 +83,11 @@ async def update_offline_limits(
     return merchant_public(merchant)
 
 
-async def create_store(transaction: Transaction, principal: Principal, body: StoreCreate) -> StorePublic:
+async def create_store(
+    transaction: Transaction, principal: Principal, body: StoreCreate, now: Callable[[str], datetime] | None = None
+) -> StorePublic:
+    """`now`: the merchant's business time (a store opens on its first business day: in the sandbox, the one its
+    merchant's test clock shows)."""
     session = transaction.session
     merchant_id = merchant_for_write(principal, body.merchant_id)
     if await repository.get_merchant(session, merchant_id) is None:
@@ -91,7 +96,7 @@ async def create_store(transaction: Transaction, principal: Principal, body: Sto
         id=new_id("sto"),
         merchant_id=merchant_id,
         name=body.name,
-        created_at=utcnow(),
+        created_at=now(merchant_id) if now is not None else utcnow(),
         timezone=body.timezone,
         day_closes_at=_local_time(body.day_closes_at),
     )

@@ -516,6 +516,25 @@ class CreditEnrolment(Base):
     created_at: Mapped[datetime] = mapped_column()
 
 
+class TestClock(Base):
+    """The sandbox's test clock of a merchant: its business time while the clock exists (portal/sandbox/)."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    __tablename__ = "test_clocks"
+    __table_args__ = (
+        CheckConstraint("status IN ('ready', 'advancing')", name="status"),
+        UniqueConstraint("merchant_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    frozen_time: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
 class ProcessedWebhook(Base):
     """Gateway events already handled: written in the same transaction as the change they caused."""
 

@@ -7,7 +7,6 @@ shortly after; `manual` accepts it and waits for a webhook from outside (tests);
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import Coroutine
@@ -39,6 +38,7 @@ class Charge:
     method: str
     offline_auth: str | None = None  # the authorization a terminal got while offline (POST /sync), if any
     store_id: str | None = None  # metadata: the gateway's settlement report is asked for per store
+    at: datetime | None = None  # business time of the payment (the mock gateway settles in the same time)
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class RefundRequest:
     amount: int
     currency: str
     store_id: str | None = None
+    at: datetime | None = None  # business time of the refund
 
 
 # Mock gateway test values (docs/sandbox.md): the last two digits of a card/qr amount pick what the mock gateway
@@ -105,6 +106,12 @@ class ManualGateway:
 
     async def close(self) -> None:
         return None
+
+
+def _business(at: datetime | None) -> datetime:
+    """When the mock settles: at the business time of the payment or refund (a sandbox merchant's test clock may
+    stand anywhere), else now — so a day's settlement report holds that day's payments."""
+    return at if at is not None else datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +173,7 @@ class MockGateway:
             )
 
     async def refund(self, refund: RefundRequest) -> None:
-        entry = SettlementEntry("refund", refund.pgw_reference, refund.amount, datetime.now(UTC))
+        entry = SettlementEntry("refund", refund.pgw_reference, refund.amount, _business(refund.at))
         self._later(
             self._deliver(
                 _Webhook("refund.succeeded", refund.pgw_reference, refund.amount), self.delay, (refund.store_id, entry)
@@ -188,7 +195,7 @@ class MockGateway:
         task.add_done_callback(self.tasks.discard)
 
     async def _capture(self, charge: Charge, settled: int, webhook: _Webhook, delay: float, copies: int = 1) -> None:
-        entry = SettlementEntry("payment", charge.pgw_reference, settled, datetime.now(UTC))
+        entry = SettlementEntry("payment", charge.pgw_reference, settled, _business(charge.at))
         await self._deliver(webhook, delay, (charge.store_id, entry), copies=copies)
 
     async def _failed_then_captured(self, charge: Charge, failed: _Webhook, succeeded: _Webhook) -> None:
@@ -209,7 +216,7 @@ class MockGateway:
         store_id, entry = settles or (None, None)
         if self.ledger is not None and store_id is not None and entry is not None:
             try:
-                await self.ledger.record(store_id, dataclasses.replace(entry, settled_at=datetime.now(UTC)))
+                await self.ledger.record(store_id, entry)
             except Exception as exc:  # the mock's own bookkeeping; the webhook still goes out
                 log.warning("pgw_mock_ledger_failed", error=type(exc).__name__)
         body = webhook.body()  # one event id, however many times it is delivered

@@ -1,0 +1,1 @@
+"""The sandbox (SMARTPOS_ENV=staging): test clocks and what only the sandbox may do."""
