@@ -46,7 +46,7 @@ pytest: infra
 lint: sync
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth smartpos_cli tests bench scripts
+	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth terminal/smartpos_terminal smartpos_cli tests bench scripts
 
 # The thorough OpenAPI fuzz run (`make test` runs the same test with the short profile). docs/fuzzing.md.
 # SMARTPOS_FUZZ_SEED=N replays a run; SMARTPOS_FUZZ_MAX_EXAMPLES / SMARTPOS_FUZZ_COVERAGE change its size.

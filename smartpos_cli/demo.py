@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+from smartpos_terminal.device import ASSERTION_TYPE, DeviceKey
+
 # device-auth learns stores from the portal's `store.created` events, so a store created a moment ago may be
 # unknown to it (404) for up to about a second.
 DEVICE_REGISTRATION_WAIT = 10.0
@@ -54,33 +53,6 @@ def _expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
         )
     body: dict[str, Any] = response.json()
     return body
-
-
-class DeviceKey:
-    """A terminal's signing key (EC P-256) and the client assertions it signs."""
-
-    def __init__(self) -> None:
-        self.kid = "demo-" + uuid.uuid4().hex[:8]
-        self.private_key = ec.generate_private_key(ec.SECP256R1())
-
-    @property
-    def public_jwk(self) -> dict[str, Any]:
-        jwk: dict[str, Any] = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.private_key.public_key()))
-        jwk.update({"kid": self.kid, "use": "sig", "alg": "ES256"})
-        return jwk
-
-    def assertion(self, device_id: str, audience: str, lifetime: int = 30) -> str:
-        """iss = sub = device id, aud = the issuer identifier, lifetime ≤ 60 s, a unique jti, ES256."""
-        now = int(time.time())
-        claims = {
-            "iss": device_id,
-            "sub": device_id,
-            "aud": audience,
-            "iat": now,
-            "exp": now + lifetime,
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, self.private_key, algorithm="ES256", headers={"kid": self.kid})
 
 
 def register_device(
@@ -171,7 +143,7 @@ def run_demo(
             "currency",
         )
 
-        key = DeviceKey()
+        key = DeviceKey.generate("demo-" + uuid.uuid4().hex[:8])
         echo(f"  (the terminal generates an EC P-256 key pair, kid={key.kid}; only the public JWK leaves it)")
         registration = {
             "merchant_id": merchant["id"],

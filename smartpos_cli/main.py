@@ -12,6 +12,7 @@ import httpx
 import typer
 
 from . import migrate as migrations
+from .terminal import app as terminal_app
 
 app = typer.Typer(help="SmartPOS core operator commands", no_args_is_help=True, add_completion=False)
 
@@ -100,6 +101,8 @@ def demo(
         )
         raise typer.Exit(1) from None
 
+
+app.add_typer(terminal_app, name="terminal")
 
 closeout = typer.Typer(help="close of business", no_args_is_help=True)
 app.add_typer(closeout, name="closeout")
