@@ -11,7 +11,7 @@ $(error uv could not be found or installed (scripts/ensure-uv.sh printed no path
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight test-fresh
+.PHONY: help sync infra migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight bench-seed test-fresh
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
@@ -71,6 +71,9 @@ bench-feed: migrate
 # The overnight run at 10,000 stores x 100 orders and how it grows (docs/benchmarks.md); ~10 minutes.
 bench-overnight: migrate
 	@$(RUN) python bench/overnight.py
+
+bench-seed: migrate
+	@$(RUN) python bench/seed.py
 
 bench-migrations: infra
 	@$(RUN) python bench/migrations.py

@@ -104,6 +104,75 @@ def demo(
 
 app.add_typer(terminal_app, name="terminal")
 
+SANDBOX_DEVICES = Path(".infra") / "sandbox" / "devices"
+
+
+@app.command()
+def seed(
+    seed: Annotated[int, typer.Option(help="the same seed gives the same data (rows, ids, keys)")] = 1,
+    merchants: Annotated[int, typer.Option(min=1, max=200)] = 3,
+    stores_per_merchant: Annotated[int, typer.Option(min=1, max=100)] = 2,
+    days: Annotated[int, typer.Option(min=1, max=400, help="days of order history")] = 28,
+    orders_per_day: Annotated[int, typer.Option(min=0, max=5000, help="a store's orders on an average day")] = 80,
+    until: Annotated[
+        str | None, typer.Option(help="the last day of history, YYYY-MM-DD (default: yesterday, UTC)")
+    ] = None,
+    devices_dir: Annotated[
+        Path, typer.Option(help="where the tills' device files (with their keys) go")
+    ] = SANDBOX_DEVICES,
+) -> None:
+    """Fill the sandbox with realistic shops: merchants in several countries, stores across timezones, catalogs,
+    tills with their keys, and weeks of sales (PORTAL_DATABASE_URL, AUTH_DATABASE_URL, REDIS_URL). Sandbox only."""
+    import time as clock
+    from datetime import date
+
+    from rich.progress import Progress
+
+    from device_auth.settings import AuthSettings
+    from portal.settings import PortalSettings
+    from smartpos_shared.settings import Environment
+
+    from .seed import Generator, Plan, SeedRefused, write
+
+    if os.environ.get("SMARTPOS_ENV", "").strip().lower() == Environment.production:
+        typer.echo("seed refused: SMARTPOS_ENV=production — seed data belongs in the sandbox only", err=True)
+        raise typer.Exit(2)
+    try:
+        last = date.fromisoformat(until) if until else None
+    except ValueError:
+        raise typer.BadParameter("a date, YYYY-MM-DD", param_hint="--until") from None
+    plan = Plan(seed, merchants, stores_per_merchant, days, orders_per_day, last)
+    portal_settings, auth_settings = PortalSettings(), AuthSettings()
+    started = clock.perf_counter()
+    with Progress(transient=False) as progress:
+        history = progress.add_task("sales history", total=merchants * stores_per_merchant * days)
+        rows = Generator(plan).run(lambda n: progress.advance(history, n))
+        writing = progress.add_task("writing (COPY)", total=rows.count() + len(rows.settlements))
+        try:
+            asyncio.run(
+                write(
+                    rows,
+                    portal_settings.database_url.replace("+asyncpg", ""),
+                    auth_settings.database_url.replace("+asyncpg", ""),
+                    portal_settings.redis_url,
+                    lambda _table, n: progress.advance(writing, n),
+                )
+            )
+        except SeedRefused as exc:
+            typer.echo(f"seed refused: {exc}", err=True)
+            raise typer.Exit(1) from None
+    for device in rows.devices:
+        device.save(devices_dir / f"{device.device_id}.json")
+    seconds = clock.perf_counter() - started
+    total = rows.count()
+    counts = ", ".join(f"{len(v):,} {k}" for k, v in rows.portal.items())
+    typer.echo(f"seeded {total:,} rows in {seconds:.1f} s ({total / seconds:,.0f} rows/s): {counts}")
+    typer.echo(
+        f"{len(rows.devices)} tills: device files in {devices_dir} (e.g. smartpos terminal demo --device-file "
+        f"{devices_dir / (rows.devices[0].device_id + '.json')})"
+    )
+
+
 closeout = typer.Typer(help="close of business", no_args_is_help=True)
 app.add_typer(closeout, name="closeout")
 
