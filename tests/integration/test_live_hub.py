@@ -195,10 +195,14 @@ async def test_live_store_view_is_built_from_events(
     )
     url = f"{hubs[1].url}/stores/{tenant.store_id}/live"
     for _ in range(50):
-        view = httpx.get(url, headers=tenant.as_merchant).json()
-        if view["today"]["completed"] == 1 and len(view["open_orders"]) == 1:
+        # Eventually consistent (within a second): until the hub has projected the store's first event, the store
+        # is unknown to it (404).
+        response = httpx.get(url, headers=tenant.as_merchant)
+        view = response.json()
+        if response.status_code == 200 and view["today"]["completed"] == 1 and len(view["open_orders"]) == 1:
             break
         await asyncio.sleep(0.1)
+    assert response.status_code == 200, view
     assert [o["id"] for o in view["open_orders"]] == [open_order["id"]]
     assert view["today"] == {"orders": 2, "completed": 1, "revenue": 1200}
     # A refund reaches the view through order.updated: today's revenue is net of it.
