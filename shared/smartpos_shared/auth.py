@@ -62,6 +62,11 @@ class Role(StrEnum):
     device = "device"
     merchant = "merchant"
     admin = "admin"
+    partner = "partner"  # a partner's engineers (console: integrations, certification); never a merchant's data
+
+
+# The roles portal, smarttab and device-auth serve: a partner token is refused there (403), whatever the endpoint.
+SERVICE_ROLES = frozenset({Role.device, Role.merchant, Role.admin})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +140,10 @@ class TokenVerifier:
         clock: Clock = time.time,
         deny_list: DenyList | None = None,
         refresh_interval: float = JWKS_REFRESH_INTERVAL,
+        roles: frozenset[Role] = SERVICE_ROLES,
     ) -> None:
         self.issuer = issuer
+        self.roles = roles
         self.audience = audience
         self.clock = clock
         self.deny_list = deny_list or DenyList(clock)
@@ -244,8 +251,11 @@ class TokenVerifier:
             role = Role(str(claims.get("role")))
         except ValueError:
             raise Unauthorized("access token has no valid role") from None
+        if role not in self.roles:
+            raise Forbidden(f"this service does not serve {role} tokens", code="role_not_served")
         merchant_id, store_id = claims.get("merchant_id"), claims.get("store_id")
-        if role is not Role.admin and not isinstance(merchant_id, str):
+        without_merchant = role in (Role.admin, Role.partner)
+        if not without_merchant and not isinstance(merchant_id, str):
             raise Unauthorized("access token has no merchant")
         if role is Role.device and not isinstance(store_id, str):
             raise Unauthorized("device token has no store")
@@ -258,7 +268,7 @@ class TokenVerifier:
             role=role,
             subject=subject,
             client_id=str(claims.get("client_id", subject)),
-            merchant_id=merchant_id if role is not Role.admin else None,
+            merchant_id=None if without_merchant else merchant_id,
             store_id=store_id if role is Role.device else None,
             token_id=token_id,
             expires_at=expires_at,
@@ -344,7 +354,9 @@ def deny_revoked_devices(app: FastAPI, verifier: TokenVerifier) -> None:
 
 
 def token_verification(
-    jwks_loader: JwksLoader | None = None, refresh_interval: float = JWKS_REFRESH_INTERVAL
+    jwks_loader: JwksLoader | None = None,
+    refresh_interval: float = JWKS_REFRESH_INTERVAL,
+    roles: frozenset[Role] = SERVICE_ROLES,
 ) -> Callable[[FastAPI], Any]:
     """App extension: a verifier for the issuer's tokens (remote JWKS by default) fed by revocation events.
     `refresh_interval` bounds how often an unknown `kid` may trigger a JWKS fetch (a remote fetch is a DoS lever)."""
@@ -355,7 +367,7 @@ def token_verification(
         jwks_url = app.state.settings.auth_jwks_url or issuer.rstrip("/") + "/.well-known/jwks.json"
         loader = jwks_loader or remote_jwks(jwks_url)
         verifier = TokenVerifier(
-            issuer, loader, clock=lambda: float(app.state.clock()), refresh_interval=refresh_interval
+            issuer, loader, clock=lambda: float(app.state.clock()), refresh_interval=refresh_interval, roles=roles
         )
         app.state.token_verifier = verifier
         deny_revoked_devices(app, verifier)

@@ -373,3 +373,27 @@ def test_the_cli_runs_every_action_against_every_service(databases: dict[str, Te
     assert cli("migrate", "nowhere", "current").returncode == 2
     assert cli("migrate", "portal", "sideways").returncode == 2
     assert cli("migrate", "portal", "downgrade").returncode == 2
+
+
+def test_device_auth_downgrade_refuses_while_partner_clients_exist() -> None:
+    auth = migrate.SERVICES["device-auth"]
+    db = scratch("device-auth", "partners")
+    engine = sync_engine(db)
+    try:
+        assert migrate.run(auth, "upgrade", "head", database_url=db.url) == 0
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO oauth_clients (id, merchant_id, role, name, secret_hash, status, created_at)"
+                    " VALUES ('cli_p', NULL, 'partner', 'Acme', 'x', 'active', now())"
+                )
+            )
+        with pytest.raises(RuntimeError, match="partner clients exist"):
+            migrate.run(auth, "downgrade", "-1", database_url=db.url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM oauth_clients WHERE role = 'partner'"))
+        assert migrate.run(auth, "downgrade", "-1", database_url=db.url) == 0
+        assert migrate.run(auth, "upgrade", "head", database_url=db.url) == 0
+        assert asyncio.run(migrate.schema_drift(auth, db.url)) == []
+    finally:
+        engine.dispose()

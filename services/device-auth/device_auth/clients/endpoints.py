@@ -24,7 +24,7 @@ router = APIRouter(
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    summary="Create a merchant API client; the secret is shown only in this response",
+    summary="Create a merchant's (or a partner's) API client; the secret is shown only in this response",
 )
 async def create_client(body: ClientCreate, _: AdminDep, session: SessionDep) -> ClientCreated:
-    return await service.create_merchant_client(session, body)
+    return await service.create_client(session, body)

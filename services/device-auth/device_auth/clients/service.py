@@ -14,12 +14,13 @@ from .schemas import ClientCreate, ClientCreated
 _BOOTSTRAP_LOCK = 0x5350_4144
 
 
-async def create_merchant_client(session: AsyncSession, body: ClientCreate) -> ClientCreated:
+async def create_client(session: AsyncSession, body: ClientCreate) -> ClientCreated:
+    """A merchant's or a partner's API client (the body says which)."""
     secret = new_client_secret()
     client = OAuthClient(
         id=new_id("cli"),
         merchant_id=body.merchant_id,
-        role="merchant",
+        role=body.role,
         name=body.name,
         secret_hash=await hash_secret(secret),
         status="active",

@@ -41,13 +41,14 @@ class Device(Base):
 
 
 class OAuthClient(Base):
-    """A merchant API client or the platform admin client (client_secret_basic / client_secret_post)."""
+    """A merchant API client, a partner's client (console: integrations and certification; no merchant) or the
+    platform admin client (client_secret_basic / client_secret_post)."""
 
     __tablename__ = "oauth_clients"
     __table_args__ = (
-        CheckConstraint("role IN ('merchant', 'admin')", name="role"),
+        CheckConstraint("role IN ('merchant', 'admin', 'partner')", name="role"),
         CheckConstraint("status IN ('active', 'revoked')", name="status"),
-        CheckConstraint("(role = 'admin') = (merchant_id IS NULL)", name="merchant_unless_admin"),
+        CheckConstraint("(role IN ('admin', 'partner')) = (merchant_id IS NULL)", name="merchant_unless_admin"),
         # At most one bootstrap admin client (what `smartpos admin bootstrap` returns).
         Index("uq_oauth_clients_bootstrap", "is_bootstrap", unique=True, postgresql_where=text("is_bootstrap")),
         Index("ix_oauth_clients_merchant_id_id", "merchant_id", "id"),
