@@ -14,7 +14,7 @@ RUN := $(UV) run --frozen
 .PHONY: help sync infra migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight bench-seed test-fresh
 
 help:
-	@echo "make run   - infrastructure, migrations, admin client, then the three services (Ctrl-C stops them)"
+	@echo "make run   - infrastructure, migrations, admin client, then the four services and the scheduler (Ctrl-C stops them)"
 	@echo "make test  - infrastructure, fresh test databases, the whole pytest suite, ruff and mypy"
 	@echo "make lint  - ruff and mypy only"
 	@echo "make fuzz  - schemathesis over every operation of every service, as every role (thorough; report in .fuzz/)"
@@ -32,7 +32,7 @@ migrate: infra
 run: migrate
 	@mkdir -p .infra && $(RUN) smartpos admin bootstrap > .infra/admin-client.json && chmod 600 .infra/admin-client.json
 	@echo "[run] admin client credentials (smartpos admin bootstrap): .infra/admin-client.json"
-	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002} and the scheduler (Ctrl-C stops them all)"
+	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002}, console :$${CONSOLE_PORT:-8003} and the scheduler (Ctrl-C stops them all)"
 	@# Tokens name their issuer; with AUTH_PORT moved, the default issuer (port 8002) would be someone else's.
 	@SMARTPOS_AUTH_ISSUER="$${SMARTPOS_AUTH_ISSUER:-http://127.0.0.1:$${AUTH_PORT:-8002}}" $(RUN) honcho start -f Procfile
 
@@ -46,7 +46,7 @@ pytest: infra
 lint: sync
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth terminal/smartpos_terminal smartpos_cli tests bench scripts
+	@$(RUN) mypy shared/smartpos_shared services/portal/portal services/smarttab/smarttab services/device-auth/device_auth services/console/console terminal/smartpos_terminal smartpos_cli tests bench scripts
 
 # The thorough OpenAPI fuzz run (`make test` runs the same test with the short profile). docs/fuzzing.md.
 # SMARTPOS_FUZZ_SEED=N replays a run; SMARTPOS_FUZZ_MAX_EXAMPLES / SMARTPOS_FUZZ_COVERAGE change its size.

@@ -35,6 +35,7 @@ DEFAULT_DB_URLS = {
     "PORTAL_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_portal",
     "SMARTTAB_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_smarttab",
     "AUTH_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_auth",
+    "CONSOLE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_console",
 }
 
 

@@ -5,7 +5,7 @@ For each phase it builds a fresh Debian 12 (bookworm) root with debootstrap (min
 `git make curl ca-certificates python3 python3-venv sudo`), clones the committed HEAD of this checkout into it,
 and inside it, with every server and service on a free port of 127.0.0.1:
 
-  1. `make run` until the three /readyz answer 200 (then stops it with Ctrl-C, as a person would),
+  1. `make run` until the four /readyz answer 200 (then stops it with Ctrl-C, as a person would),
   2. the README walkthrough (the sh blocks between the walkthrough markers of README.md), as written,
   3. `make test`.
 
@@ -52,7 +52,7 @@ PACKAGES = ["git", "make", "curl", "ca-certificates", "python3", "python3-venv",
 CACHE = Path(os.environ.get("SMARTPOS_TEST_FRESH_CACHE", "/var/cache/smartpos-test-fresh"))
 WORK = Path(os.environ.get("SMARTPOS_TEST_FRESH_WORK", "/var/tmp/smartpos-test-fresh"))
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-RESERVED_PORTS = {5432, 6379, 4222, 8000, 8001, 8002}
+RESERVED_PORTS = {5432, 6379, 4222, 8000, 8001, 8002, 8003, 8009}
 USER = "dev"
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's defaults (/etc/profile)
 USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
@@ -359,11 +359,14 @@ def phase_env(ports: dict[str, int]) -> dict[str, str]:
         "PORTAL_DATABASE_URL": f"{pg}/smartpos_portal",
         "SMARTTAB_DATABASE_URL": f"{pg}/smartpos_smarttab",
         "AUTH_DATABASE_URL": f"{pg}/smartpos_auth",
+        "CONSOLE_DATABASE_URL": f"{pg}/smartpos_console",
         "REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
         "NATS_URL": f"nats://127.0.0.1:{ports['nats']}",
         "PORTAL_PORT": str(ports["portal"]),
         "SMARTTAB_PORT": str(ports["smarttab"]),
         "AUTH_PORT": str(ports["auth"]),
+        "CONSOLE_PORT": str(ports["console"]),
+        "SCHEDULER_METRICS_PORT": str(ports["scheduler_metrics"]),
     }
     for name in TLS_VARIABLES:
         if os.environ.get(name):
@@ -389,7 +392,7 @@ def run_phase(phase: Phase, fresh: FreshRoot, bundle: Path, logs: Path) -> None:
     fresh.chroot(["/bin/bash", "-c", "git -c advice.detachedHead=false clone -q /tmp/smartpos.bundle ~/smartpos"], user)
     checkout = fresh.path / (f"home/{user}" if user else "root") / "smartpos"
 
-    # 1. make run, until the three /readyz answer 200
+    # 1. make run, until the four /readyz answer 200
     log = logs / f"{phase.name}-make-run.log"
     say(f"[{phase.name}] make run (log: {log})")
     started = time.monotonic()
@@ -401,13 +404,13 @@ def run_phase(phase: Phase, fresh: FreshRoot, bundle: Path, logs: Path) -> None:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    service_ports = [phase.ports["portal"], phase.ports["smarttab"], phase.ports["auth"]]
+    service_ports = [phase.ports[name] for name in ("portal", "smarttab", "auth", "console")]
     deadline = started + MAKE_RUN_READY_SECONDS
     while time.monotonic() < deadline and proc.poll() is None and not all(ready(p) for p in service_ports):
         time.sleep(1)
     if all(ready(p) for p in service_ports):
         phase.times["make run (to ready)"] = time.monotonic() - started
-        phase.results["make run"] = "ready: the three /readyz answered 200"
+        phase.results["make run"] = "ready: the four /readyz answered 200"
         say(f"[{phase.name}] make run ready in {phase.times['make run (to ready)']:.0f} s")
 
         # 2. the README walkthrough, as written, against that make run
@@ -505,7 +508,7 @@ def report(phases: list[Phase], head: str, started: dt.datetime, total: float, m
         "`make test-fresh` (`scripts/test_fresh.py`, root on a Debian host, 30-60 minutes, not part of `make test`",
         "or CI) builds a fresh Debian 12 root with debootstrap (minbase plus only",
         f"`{' '.join(PACKAGES)}`), clones the committed HEAD into it and, with every server and",
-        "service on a free port of 127.0.0.1, runs `make run` until the three `/readyz` answer 200, the README",
+        "service on a free port of 127.0.0.1, runs `make run` until the four `/readyz` answer 200, the README",
         "walkthrough as written (the `sh` blocks between its walkthrough markers) against it, then `make test`: once",
         f"as root, then as a user (`{USER}`, passwordless sudo) in a second fresh root. The root shares the host's",
         "network, so `/usr/sbin/policy-rc.d` keeps apt from starting servers on their default ports (as in any",
@@ -568,7 +571,7 @@ def main() -> int:
     phases = [p for p in phases if not args.phase or p.name in args.phase]
     interrupted = False
     for phase in phases:
-        names = ("postgres", "redis", "nats", "portal", "smarttab", "auth")
+        names = ("postgres", "redis", "nats", "portal", "smarttab", "auth", "console", "scheduler_metrics")
         phase.ports = dict(zip(names, free_ports(len(names)), strict=True))
         say(f"[{phase.name}] fresh root {WORK / phase.name}; ports {phase.ports}")
         t0 = time.monotonic()

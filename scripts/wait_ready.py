@@ -1,4 +1,4 @@
-"""Wait until the three services answer /readyz 200, then print where they are.
+"""Wait until the four services answer /readyz 200, then print where they are.
 
 With --announce (the Procfile's `ready` process) it then stays up, so the process runner keeps running.
 """
@@ -16,6 +16,7 @@ SERVICES = (
     ("portal", "PORTAL_PORT", 8000),
     ("smarttab", "SMARTTAB_PORT", 8001),
     ("device-auth", "AUTH_PORT", 8002),
+    ("console", "CONSOLE_PORT", 8003),
 )
 
 

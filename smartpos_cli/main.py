@@ -21,7 +21,7 @@ ACTIONS = ("upgrade", "downgrade", "current", "history", "verify")
 
 @app.command()
 def migrate(
-    service: Annotated[str, typer.Argument(help="portal | smarttab | device-auth | all")],
+    service: Annotated[str, typer.Argument(help="portal | smarttab | device-auth | console | all")],
     action: Annotated[str, typer.Argument(help="upgrade REV | downgrade REV | current | history | verify")],
     revision: Annotated[str | None, typer.Argument(help="target revision (upgrade defaults to head)")] = None,
 ) -> None:
@@ -31,7 +31,9 @@ def migrate(
     try:
         targets = migrations.resolve(service)
     except KeyError:
-        raise typer.BadParameter("service must be portal, smarttab, device-auth or all", param_hint="SERVICE") from None
+        raise typer.BadParameter(
+            "service must be portal, smarttab, device-auth, console or all", param_hint="SERVICE"
+        ) from None
     if action == "downgrade" and not revision:
         raise typer.BadParameter("downgrade needs a revision, e.g. -1 or base", param_hint="REVISION")
     failed = 0

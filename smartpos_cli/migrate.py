@@ -45,6 +45,7 @@ SERVICES: dict[str, ServiceDb] = {
     "portal": ServiceDb("portal", "portal", "portal", "PortalSettings"),
     "smarttab": ServiceDb("smarttab", "smarttab", "smarttab", "SmarttabSettings"),
     "device-auth": ServiceDb("device-auth", "device_auth", "device_auth", "AuthSettings"),
+    "console": ServiceDb("console", "console", "console", "ConsoleSettings"),
 }
 
 

@@ -15,7 +15,7 @@ from tests.support.databases import TestDatabase, migrate_to_head, recreate, tes
 @pytest.fixture(scope="session")
 def databases() -> dict[str, TestDatabase]:
     """Fresh databases for this run, one per service, built by the services' real migrations."""
-    dbs = {service: test_database(service) for service in ("portal", "smarttab", "device-auth")}
+    dbs = {service: test_database(service) for service in ("portal", "smarttab", "device-auth", "console")}
     for db in dbs.values():
         asyncio.run(recreate(db))
         migrate_to_head(db)
@@ -42,4 +42,4 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
     return env
 
 
-pytest_plugins = ["tests.support.auth_fixtures", "tests.support.portal_fixtures"]
+pytest_plugins = ["tests.support.auth_fixtures", "tests.support.portal_fixtures", "tests.support.console_fixtures"]

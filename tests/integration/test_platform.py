@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.processes import ServiceProcess, wait_for
 
-SERVICES = ("portal", "smarttab", "device-auth")
+SERVICES = ("portal", "smarttab", "device-auth", "console")
 
 
 @pytest.fixture(scope="module")

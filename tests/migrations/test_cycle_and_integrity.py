@@ -397,3 +397,25 @@ def test_device_auth_downgrade_refuses_while_partner_clients_exist() -> None:
         assert asyncio.run(migrate.schema_drift(auth, db.url)) == []
     finally:
         engine.dispose()
+
+
+def test_console_downgrade_refuses_to_drop_the_audit_log() -> None:
+    console = migrate.SERVICES["console"]
+    db = scratch("console", "audit")
+    engine = sync_engine(db)
+    try:
+        assert migrate.run(console, "upgrade", "head", database_url=db.url) == 0
+        assert asyncio.run(migrate.schema_drift(console, db.url)) == []
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (seq, at, actor_role, actor_id, action, subject, detail, previous_hash, hash)"
+                    " VALUES (1, now(), 'admin', 'cli_a', 'x', 'y', '{}', '0', '1')"
+                )
+            )
+        with pytest.raises(RuntimeError, match="holds rows"):
+            migrate.run(console, "downgrade", "base", database_url=db.url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar() == 1
+    finally:
+        engine.dispose()

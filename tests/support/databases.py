@@ -12,6 +12,7 @@ DEFAULTS = {
     "portal": ("PORTAL_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_portal"),
     "smarttab": ("SMARTTAB_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_smarttab"),
     "device-auth": ("AUTH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_auth"),
+    "console": ("CONSOLE_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_console"),
 }
 PREFIX = os.environ.get("SMARTPOS_TEST_DB_PREFIX", "smartpos_test")
 SERVICES = tuple(DEFAULTS)

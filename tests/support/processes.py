@@ -15,7 +15,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 SBIN = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))  # not on a regular user's PATH
-APPS = {"portal": "portal.main:app", "smarttab": "smarttab.main:app", "device-auth": "device_auth.main:app"}
+APPS = {
+    "portal": "portal.main:app",
+    "smarttab": "smarttab.main:app",
+    "device-auth": "device_auth.main:app",
+    "console": "console.main:app",
+}
 
 
 def free_port() -> int:

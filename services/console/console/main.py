@@ -1,0 +1,32 @@
+"""The console service (port 8003): partners, integrations, certification, rollouts and the audit log.
+
+It serves partner and admin tokens only (portal, smarttab and device-auth refuse partner tokens): whatever a
+partner does here, it never reads a merchant's data."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from smartpos_shared.app import create_app
+from smartpos_shared.auth import JwksLoader, Role, token_verification
+
+from .audit.endpoints import router as audit_router
+from .integrations.endpoints import router as integrations_router
+from .settings import ConsoleSettings
+
+ROLES = frozenset({Role.partner, Role.admin})
+
+
+def build_app(settings: ConsoleSettings | None = None, jwks_loader: JwksLoader | None = None) -> FastAPI:
+    settings = settings or ConsoleSettings()
+    return create_app(
+        settings,
+        title="SmartPOS console",
+        description="SmartPOS console: partners' integrations, certification, rollouts and the audit log.",
+        routers=[integrations_router, audit_router],
+        extensions=[token_verification(jwks_loader, roles=ROLES)],
+        access_log=settings.access_log,
+    )
+
+
+app = build_app()
