@@ -371,13 +371,19 @@ async def test_repeated_failures_for_one_client_are_throttled(
 
 
 async def test_the_audit_log_names_the_failed_check_but_never_the_assertion(
-    auth: httpx.AsyncClient, register_device: RegisterDevice
+    auth: httpx.AsyncClient, register_device: RegisterDevice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import structlog
     from structlog.testing import capture_logs
+
+    from device_auth.tokens import service as token_service
 
     device = await register_device()
     form = lifetime_over_60s(device, device)
     with capture_logs() as logs:
+        # A fresh logger, first used under capture: the module's own may be cached already (services configure
+        # structlog with cache_logger_on_first_use, and which test used it first depends on the test order).
+        monkeypatch.setattr(token_service, "log", structlog.get_logger("smartpos.auth.token"))
         await auth.post("/oauth/token", data=form)
     denied = [entry for entry in logs if entry["event"] == "token_request_denied"]
     assert denied and denied[0]["reason"] == "lifetime_too_long" and denied[0]["client_id"] == device.id

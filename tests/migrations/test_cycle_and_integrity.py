@@ -381,6 +381,7 @@ def test_device_auth_downgrade_refuses_while_partner_clients_exist() -> None:
     engine = sync_engine(db)
     try:
         assert migrate.run(auth, "upgrade", "head", database_url=db.url) == 0
+        assert migrate.run(auth, "downgrade", "d41f7a2c9e10", database_url=db.url) == 0  # (integration rollouts)
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -417,5 +418,29 @@ def test_console_downgrade_refuses_to_drop_the_audit_log() -> None:
             migrate.run(console, "downgrade", "base", database_url=db.url)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_device_auth_downgrade_refuses_while_devices_name_their_integration() -> None:
+    auth = migrate.SERVICES["device-auth"]
+    db = scratch("device-auth", "integrations")
+    engine = sync_engine(db)
+    try:
+        assert migrate.run(auth, "upgrade", "head", database_url=db.url) == 0
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (id, merchant_id, store_id, name, status, jwks, version, integration_id)"
+                    " VALUES ('dev_1', 'mer_1', 'sto_1', 't', 'active', '{}', 1, 'int_1')"
+                )
+            )
+        with pytest.raises(RuntimeError, match="integration"):
+            migrate.run(auth, "downgrade", "-1", database_url=db.url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE devices SET integration_id = NULL"))
+        assert migrate.run(auth, "downgrade", "-1", database_url=db.url) == 0
+        assert migrate.run(auth, "upgrade", "head", database_url=db.url) == 0
+        assert asyncio.run(migrate.schema_drift(auth, db.url)) == []
     finally:
         engine.dispose()

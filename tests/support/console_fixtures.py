@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from console.main import build_app
 from console.settings import ConsoleSettings
-from tests.support.apps import Clock, running
+from tests.support.apps import BusinessClock, Clock, running
 from tests.support.auth_fixtures import ISSUER, basic
 from tests.support.databases import TestDatabase
 from tests.support.environment import nats_url, redis_url
@@ -36,6 +36,7 @@ async def console_app(databases: dict[str, TestDatabase], auth_app: FastAPI) -> 
     )
     app = build_app(settings, jwks_loader=jwks)
     app.state.clock = Clock()
+    app.state.business_clock = BusinessClock(app.state.clock)  # rollout windows move; tokens keep real time
     async with running(app, CONSOLE):
         yield app
 

@@ -9,9 +9,12 @@ from fastapi import FastAPI
 
 from smartpos_shared.app import create_app
 from smartpos_shared.auth import JwksLoader, Role, token_verification
+from smartpos_shared.events import outbox_relay_extension
 
 from .audit.endpoints import router as audit_router
 from .integrations.endpoints import router as integrations_router
+from .models import OutboxEvent
+from .rollouts.endpoints import router as rollouts_router
 from .settings import ConsoleSettings
 
 ROLES = frozenset({Role.partner, Role.admin})
@@ -23,8 +26,8 @@ def build_app(settings: ConsoleSettings | None = None, jwks_loader: JwksLoader |
         settings,
         title="SmartPOS console",
         description="SmartPOS console: partners' integrations, certification, rollouts and the audit log.",
-        routers=[integrations_router, audit_router],
-        extensions=[token_verification(jwks_loader, roles=ROLES)],
+        routers=[integrations_router, rollouts_router, audit_router],
+        extensions=[token_verification(jwks_loader, roles=ROLES), outbox_relay_extension(OutboxEvent)],
         access_log=settings.access_log,
     )
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata
+from smartpos_shared.events import OutboxMixin
 
 
 class Base(ServiceBase):
@@ -48,3 +49,35 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB)
     previous_hash: Mapped[str] = mapped_column(String)
     hash: Mapped[str] = mapped_column(String)
+
+
+class Rollout(Base):
+    """An integration going live (`rol_`): for one merchant first (`pilot`, until `pilot_ends_at`), then for all
+    (`live`), or stopped (`rolled_back`). At most one active rollout per integration."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        CheckConstraint("status IN ('pilot', 'live', 'rolled_back')", name="status"),
+        CheckConstraint("pilot_days BETWEEN 1 AND 90", name="pilot_days"),
+        Index(
+            "uq_rollouts_active_integration",
+            "integration_id",
+            unique=True,
+            postgresql_where=text("status IN ('pilot', 'live')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"))
+    merchant_id: Mapped[str] = mapped_column(String)  # the pilot organisation
+    status: Mapped[str] = mapped_column(String)
+    pilot_days: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column()
+    pilot_ends_at: Mapped[datetime] = mapped_column()
+    promoted_at: Mapped[datetime | None] = mapped_column()
+    rolled_back_at: Mapped[datetime | None] = mapped_column()
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class OutboxEvent(OutboxMixin, Base):
+    __table_args__ = (OutboxMixin.unpublished_index(),)

@@ -21,6 +21,7 @@ from .devices.endpoints import router as devices_router
 from .keys.endpoints import router as keys_router
 from .keys.service import KeyRing
 from .models import OutboxEvent
+from .rollouts.projection import rollout_projection
 from .settings import AuthSettings
 from .stores.projection import store_projection
 from .tokens.endpoints import router as tokens_router
@@ -72,6 +73,7 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
             keys_and_tokens,
             verification,
             store_projection,
+            rollout_projection,
             outbox_relay_extension(OutboxEvent),
         ],
         access_log=settings.access_log,

@@ -31,7 +31,8 @@ class AuthSettings(ServiceSettings):
     retired_key_grace_seconds: int = 900
 
     # The store projector's durable JetStream consumer (shared by every device-auth process); a new deployment
-    # with an empty database reads the stream from the start ("all") to learn every store.
+    # with an empty database reads the stream from the start ("all") to learn every store. The rollout projector
+    # (console `rollout.*` events) uses `<durable>-rollouts` with the same start and idle settings.
     store_projector_durable: str = "device-auth-stores"
     store_projector_start: Literal["all", "new"] = "all"
     store_projector_inactive_seconds: float | None = None

@@ -3,7 +3,7 @@ admins see every partner's. Each creation is written to the audit log in the sam
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -19,6 +19,7 @@ from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cur
 from smartpos_shared.schemas import RequestModel
 
 from ..audit import log
+from ..clock import now_of
 
 ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 router = APIRouter(prefix="/integrations", tags=["integrations"])
@@ -58,10 +59,6 @@ def _partner_of(principal: Principal, requested: str | None) -> str:
     raise Forbidden("integrations are for partners and platform admins")
 
 
-def _now(request: Request) -> datetime:
-    return datetime.fromtimestamp(request.app.state.clock(), UTC)
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -73,7 +70,7 @@ async def create_integration(
     body: IntegrationCreate, principal: PrincipalDep, transaction: TransactionDep, request: Request
 ) -> dict[str, Any]:
     partner_id = _partner_of(principal, body.partner_id)
-    now = _now(request)
+    now = now_of(request)
     integration_id = new_id("int")
     row: dict[str, Any] = {
         "id": integration_id, "partner_id": partner_id, "name": body.name, "version": body.version, "created_at": now,

@@ -8,7 +8,14 @@ from smartpos_shared.pg import Db
 from ..models import Device
 from ..tokens.assertions import TokenDevice
 
-TOKEN_DEVICE = "SELECT id, merchant_id, store_id, status, version, jwks::text FROM devices WHERE id = $1"
+# A device of an integration is enabled where a rollout says so: live everywhere, in pilot at its pilot merchant.
+TOKEN_DEVICE = """
+SELECT d.id, d.merchant_id, d.store_id, d.status, d.version, d.jwks::text,
+       d.integration_id IS NULL OR EXISTS (
+           SELECT 1 FROM integration_rollouts r WHERE r.integration_id = d.integration_id
+             AND (r.status = 'live' OR (r.status = 'pilot' AND r.merchant_id = d.merchant_id))
+       ) AS integration_enabled
+FROM devices d WHERE d.id = $1"""
 
 
 async def device_for_token(db: Db, device_id: str) -> TokenDevice | None:

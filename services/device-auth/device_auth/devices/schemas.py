@@ -79,6 +79,11 @@ class DeviceCreate(RequestModel):
     )
     name: str = Field(min_length=1, max_length=200)
     jwks: Jwks
+    integration_id: str | None = Field(
+        default=None,
+        pattern=r"^int_[0-9A-HJKMNP-TV-Z]{26}$",
+        description="the partner integration (console) it runs: then it gets tokens only where a rollout enables it",
+    )
 
 
 class DevicePublic(BaseModel):
@@ -95,3 +100,4 @@ class DevicePublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     revoked_at: datetime | None
+    integration_id: str | None = None

@@ -29,6 +29,7 @@ def _public(device: Device) -> DevicePublic:
         created_at=device.created_at,
         updated_at=device.updated_at,
         revoked_at=device.revoked_at,
+        integration_id=device.integration_id,
     )
 
 
@@ -55,6 +56,7 @@ async def register_device(session: AsyncSession, principal: Principal, body: Dev
         name=body.name,
         status="active",
         jwks=body.jwks.model_dump(),
+        integration_id=body.integration_id,
         version=1,
         created_at=now,
         updated_at=now,

@@ -38,6 +38,25 @@ class Device(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
     revoked_at: Mapped[datetime | None] = mapped_column()
+    # The partner integration (console `int_…`) it runs; such a device gets tokens only where a rollout enables it.
+    integration_id: Mapped[str | None] = mapped_column(String)
+
+
+class IntegrationRollout(Base):
+    """A console rollout as device-auth learns it from `rollout.*` events (newest version wins)."""
+
+    __tablename__ = "integration_rollouts"
+    __table_args__ = (
+        CheckConstraint("status IN ('pilot', 'live', 'rolled_back')", name="status"),
+        Index("ix_integration_rollouts_integration_id", "integration_id"),
+    )
+
+    rollout_id: Mapped[str] = mapped_column(String, primary_key=True)
+    integration_id: Mapped[str] = mapped_column(String)
+    merchant_id: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class OAuthClient(Base):
@@ -100,4 +119,13 @@ class OutboxEvent(OutboxMixin, Base):
     __table_args__ = (OutboxMixin.unpublished_index(),)
 
 
-__all__ = ["Base", "DeadLetter", "Device", "KnownStore", "OAuthClient", "OutboxEvent", "SigningKey"]
+__all__ = [
+    "Base",
+    "DeadLetter",
+    "Device",
+    "IntegrationRollout",
+    "KnownStore",
+    "OAuthClient",
+    "OutboxEvent",
+    "SigningKey",
+]

@@ -60,6 +60,7 @@ class TokenDevice:
     status: str
     version: int
     jwks: str  # JSON text, parsed only when its keys are not cached yet
+    integration_enabled: bool = True  # its integration (if any) is rolled out to its merchant
 
 
 def key_fits_algorithm(key: dict[str, Any], alg: str) -> bool:

@@ -301,6 +301,11 @@ class TokenService:
         # 7. device active.
         if device.status != "active":
             raise ClientAuthFailed("device_revoked", device.id)
+        # 8. its integration is enabled for its merchant (a rollout): a proven device, so it may know why not.
+        if not device.integration_enabled:
+            raise OAuthError(
+                403, "integration_not_enabled", "this device's integration is not enabled for its merchant"
+            )
         return AuthenticatedClient(device.id, "device", device.merchant_id, device.store_id, "private_key_jwt")
 
     async def _consume_jti(self, client_id: str, jti: str, ttl: int) -> None:
