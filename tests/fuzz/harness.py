@@ -47,7 +47,7 @@ from tests.support.portal_fixtures import WEBHOOK_SECRET
 
 WEBHOOK = ("POST", "/webhooks/pgw")
 TOKEN_ENDPOINT = ("POST", "/oauth/token")
-DEFAULT_PORTS = {"portal": 8000, "smarttab": 8001, "device-auth": 8002}
+DEFAULT_PORTS = {"portal": 8000, "smarttab": 8001, "device-auth": 8002, "console": 8003}
 
 # Checks run on every response. `not_a_server_error` and `response_schema_conformance` are the point; the others
 # keep the documentation honest: every status code and content type a response has is documented, documented
@@ -407,7 +407,7 @@ class Target:
         """Aimed at `make run` (the service's default port), the role's token replaced by a shell variable named
         after it (docs/fuzzing.md shows how to mint them), outside the single quotes so that it expands."""
         text = text.replace(self.base_url, f"http://127.0.0.1:{DEFAULT_PORTS[self.service]}")
-        for role in ("admin", "merchant", "device"):
+        for role in ("admin", "merchant", "device", "partner"):
             token = self.tokens.cached(role)
             if token:
                 variable = f"${role.upper()}_TOKEN"

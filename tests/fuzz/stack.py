@@ -26,8 +26,8 @@ from tests.support.keys import DeviceKey, assertion_form
 from tests.support.portal_fixtures import WEBHOOK_SECRET
 from tests.support.processes import ROOT, ServiceProcess, wait_for
 
-SERVICES = ("portal", "smarttab", "device-auth")
-ROLES = ("anonymous", "admin", "merchant", "device")
+SERVICES = ("portal", "smarttab", "device-auth", "console")
+ROLES = ("anonymous", "admin", "merchant", "device", "partner")
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Stack:
         self.auth = ServiceProcess("device-auth", env)
         self.portal = ServiceProcess("portal", env)
         self.smarttab = ServiceProcess("smarttab", env)
+        self.console = ServiceProcess("console", env)
         for proc in self.processes.values():
             proc.env.update(
                 {
@@ -70,7 +71,7 @@ class Stack:
 
     @property
     def processes(self) -> dict[str, ServiceProcess]:
-        return {"device-auth": self.auth, "portal": self.portal, "smarttab": self.smarttab}
+        return {"device-auth": self.auth, "portal": self.portal, "smarttab": self.smarttab, "console": self.console}
 
     def url(self, service: str) -> str:
         return self.processes[service].url
@@ -150,6 +151,7 @@ class Tokens:
         self.stack = stack
         self.admin_credentials = asyncio.run(bootstrap(AuthSettings(database_url=stack.auth_database_url)))
         self.merchant_credentials: dict[str, str] = {}
+        self.partner_credentials: dict[str, str] = {}
         self.device_id = ""
         self.device_key = DeviceKey()
         self._cache: dict[str, tuple[str, float]] = {}
@@ -164,8 +166,8 @@ class Tokens:
                 data={"grant_type": "client_credentials"},
                 auth=(creds["client_id"], creds["client_secret"]),
             )
-        elif role == "merchant":
-            creds = self.merchant_credentials
+        elif role in ("merchant", "partner"):
+            creds = self.merchant_credentials if role == "merchant" else self.partner_credentials
             response = self.stack.http.post(
                 token_url,
                 data={"grant_type": "client_credentials"},
@@ -225,6 +227,8 @@ def seed(stack: Stack, tokens: Tokens) -> Seed:
     client = _ok(http.post(f"{auth}/clients", json={"merchant_id": merchant["id"], "name": "fuzz"}, headers=as_admin))
     tokens.merchant_credentials = {"client_id": client["client_id"], "client_secret": client["client_secret"]}
     as_merchant = tokens.headers("merchant")
+    partner = _ok(http.post(f"{auth}/clients", json={"role": "partner", "name": "fuzz partner"}, headers=as_admin))
+    tokens.partner_credentials = {"client_id": partner["client_id"], "client_secret": partner["client_secret"]}
 
     stores = [
         _ok(http.post(f"{portal}/stores", json={"name": name}, headers=as_merchant))["id"]

@@ -15,6 +15,7 @@ import hypothesis
 import pytest
 import schemathesis
 
+from console.main import app as console_app
 from device_auth.main import app as device_auth_app
 from portal.main import app as portal_app
 from smarttab.main import app as smarttab_app
@@ -27,6 +28,7 @@ DOCUMENTS = {
     "portal": portal_app.openapi(),
     "smarttab": smarttab_app.openapi(),
     "device-auth": device_auth_app.openapi(),
+    "console": console_app.openapi(),
 }
 SCHEMAS = {service: load_schema(service, document, SETTINGS) for service, document in DOCUMENTS.items()}
 

@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from smartpos_shared.auth import AdminDep
 from smartpos_shared.db import SessionDep
 
+from ..errors import COMMON_ERRORS
 from . import log
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=COMMON_ERRORS)
 
 
 class AuditEntryPublic(BaseModel):

@@ -20,9 +20,10 @@ from smartpos_shared.schemas import RequestModel
 
 from ..audit import log
 from ..clock import now_of
+from ..errors import COMMON_ERRORS
 
 ULID = "[0-9A-HJKMNP-TV-Z]{26}"
-router = APIRouter(prefix="/integrations", tags=["integrations"])
+router = APIRouter(prefix="/integrations", tags=["integrations"], responses=COMMON_ERRORS)
 IntegrationIdPath = Annotated[str, Path(pattern=rf"^int_{ULID}$")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: problem_schema("No such integration, or another partner's (never revealed)")
@@ -63,7 +64,10 @@ def _partner_of(principal: Principal, requested: str | None) -> str:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=IntegrationPublic,
-    responses={409: problem_schema("The partner already has this name at this version")},
+    responses={
+        404: problem_schema("A partner naming another partner (partner_id): never revealed"),
+        409: problem_schema("The partner already has this name at this version"),
+    },
     summary="Register an integration (a partner's POS software at one version)",
 )
 async def create_integration(
@@ -109,7 +113,12 @@ async def get_integration(integration_id: IntegrationIdPath, principal: Principa
     return dict(row._mapping)
 
 
-@router.get("", response_model=Page[IntegrationPublic], summary="List integrations, newest first")
+@router.get(
+    "",
+    response_model=Page[IntegrationPublic],
+    responses={404: problem_schema("A partner naming another partner (partner_id): never revealed")},
+    summary="List integrations, newest first",
+)
 async def list_integrations(
     principal: PrincipalDep,
     session: SessionDep,

@@ -24,10 +24,11 @@ from smartpos_shared.schemas import RequestModel
 
 from ..audit import log
 from ..clock import now_of
+from ..errors import COMMON_ERRORS
 from ..models import OutboxEvent
 
 ULID = "[0-9A-HJKMNP-TV-Z]{26}"
-router = APIRouter(prefix="/rollouts", tags=["rollouts"])
+router = APIRouter(prefix="/rollouts", tags=["rollouts"], responses=COMMON_ERRORS)
 RolloutIdPath = Annotated[str, Path(pattern=rf"^rol_{ULID}$")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_schema("No such rollout")}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: problem_schema("The rollout is not in a state that allows this")}

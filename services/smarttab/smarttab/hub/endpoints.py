@@ -136,6 +136,7 @@ class StoreLive(BaseModel):
     summary="A store right now: open orders and today's (UTC) totals, built from events",
     responses={
         401: problem_schema("Missing, invalid or expired access token"),
+        403: problem_schema("A role this service does not serve (`role_not_served`: partner tokens)"),
         404: problem_schema("Unknown store, or another tenant's (never revealed)"),
         422: problem_schema("Malformed store id"),
     },
