@@ -37,6 +37,9 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
             "AUTH_STORE_PROJECTOR_DURABLE": f"device-auth-test-{uuid.uuid4().hex[:12]}",
             "AUTH_STORE_PROJECTOR_START": "new",
             "AUTH_STORE_PROJECTOR_INACTIVE_SECONDS": "120",
+            "CONSOLE_EVIDENCE_PROJECTOR_DURABLE": f"console-evidence-test-{uuid.uuid4().hex[:12]}",
+            "CONSOLE_EVIDENCE_PROJECTOR_START": "new",
+            "CONSOLE_EVIDENCE_PROJECTOR_INACTIVE_SECONDS": "120",
         }
     )
     return env

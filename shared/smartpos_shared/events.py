@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,6 +94,12 @@ class OutboxMixin:
         return Index("ix_outbox_unpublished", "position", postgresql_where="published_at IS NULL")
 
 
+# The certification run (console `crt_…`) the current request belongs to (header `SmartPOS-Certification-Run`, set
+# by the sandbox portal's middleware): the events the request writes carry it as `certification_run`, so the
+# console judges the run from the events themselves.
+certification_run: ContextVar[str | None] = ContextVar("certification_run", default=None)
+
+
 def envelope(
     *,
     event_id: str,
@@ -105,7 +112,7 @@ def envelope(
     version: int,
     data: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
+    body = {
         "id": event_id,
         "type": event_type,
         "source": source,
@@ -116,6 +123,10 @@ def envelope(
         "version": version,
         "data": data,
     }
+    run = certification_run.get()
+    if run is not None:
+        body["certification_run"] = run
+    return body
 
 
 def envelope_bytes(
@@ -131,20 +142,21 @@ def envelope_bytes(
     data: bytes,
 ) -> bytes:
     """The envelope as JSON around `data`, a resource representation already serialized (never parsed again)."""
-    return orjson.dumps(
-        {
-            "id": event_id,
-            "type": event_type,
-            "source": source,
-            "time": time,
-            "merchant_id": merchant_id,
-            "store_id": store_id,
-            "subject": subject,
-            "version": version,
-            "data": orjson.Fragment(data),
-        },
-        option=orjson.OPT_UTC_Z,
-    )
+    body: dict[str, Any] = {
+        "id": event_id,
+        "type": event_type,
+        "source": source,
+        "time": time,
+        "merchant_id": merchant_id,
+        "store_id": store_id,
+        "subject": subject,
+        "version": version,
+        "data": orjson.Fragment(data),
+    }
+    run = certification_run.get()
+    if run is not None:
+        body["certification_run"] = run
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
 def add_event(

@@ -3,6 +3,7 @@ partner clients as admins create them."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,10 @@ async def console_app(databases: dict[str, TestDatabase], auth_app: FastAPI) -> 
         redis_url=redis_url(),
         nats_url=nats_url(),
         access_log=False,
+        # This run's own evidence consumer, from now on, deleted when idle: not the stream's whole history.
+        evidence_projector_durable=f"console-evidence-test-{uuid.uuid4().hex[:12]}",
+        evidence_projector_start="new",
+        evidence_projector_inactive_seconds=900,
     )
     app = build_app(settings, jwks_loader=jwks)
     app.state.clock = Clock()

@@ -12,6 +12,8 @@ from smartpos_shared.auth import JwksLoader, Role, token_verification
 from smartpos_shared.events import outbox_relay_extension
 
 from .audit.endpoints import router as audit_router
+from .certification.endpoints import router as certification_router
+from .certification.evidence import evidence_projection
 from .integrations.endpoints import router as integrations_router
 from .models import OutboxEvent
 from .rollouts.endpoints import router as rollouts_router
@@ -26,8 +28,12 @@ def build_app(settings: ConsoleSettings | None = None, jwks_loader: JwksLoader |
         settings,
         title="SmartPOS console",
         description="SmartPOS console: partners' integrations, certification, rollouts and the audit log.",
-        routers=[integrations_router, rollouts_router, audit_router],
-        extensions=[token_verification(jwks_loader, roles=ROLES), outbox_relay_extension(OutboxEvent)],
+        routers=[integrations_router, certification_router, rollouts_router, audit_router],
+        extensions=[
+            token_verification(jwks_loader, roles=ROLES),
+            outbox_relay_extension(OutboxEvent),
+            evidence_projection,
+        ],
         access_log=settings.access_log,
     )
 

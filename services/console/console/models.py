@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata
 from smartpos_shared.events import OutboxMixin
+from smartpos_shared.projector import DeadLetterMixin
 
 
 class Base(ServiceBase):
@@ -81,3 +82,46 @@ class Rollout(Base):
 
 class OutboxEvent(OutboxMixin, Base):
     __table_args__ = (OutboxMixin.unpublished_index(),)
+
+
+class CertificationRun(Base):
+    """A run of a versioned checklist for an integration in the sandbox (`crt_`)."""
+
+    __tablename__ = "certification_runs"
+    __table_args__ = (CheckConstraint("status IN ('running', 'completed')", name="status"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"))
+    partner_id: Mapped[str] = mapped_column(String)
+    checklist: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class CertificationEvidence(Base):
+    """An event of a run, as the platform published it (never what the partner reports)."""
+
+    __tablename__ = "certification_evidence"
+    __table_args__ = (Index("ix_certification_evidence_run_id", "run_id", "time"),)
+
+    event_id: Mapped[str] = mapped_column(String, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String)
+    type: Mapped[str] = mapped_column(String)
+    subject: Mapped[str] = mapped_column(String)
+    time: Mapped[datetime] = mapped_column()
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class CertificationResource(Base):
+    """A resource (order, bill, payment, refund…) a run's tagged events named: later events about it (a gateway
+    webhook's, which carry no run) belong to the run too."""
+
+    __tablename__ = "certification_resources"
+
+    resource_id: Mapped[str] = mapped_column(String, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String)
+
+
+class DeadLetter(DeadLetterMixin, Base):
+    """An event the evidence projector gave up on after its bounded redeliveries, kept for an operator."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic_settings import SettingsConfigDict
 
 from smartpos_shared.settings import ServiceSettings
@@ -11,3 +13,8 @@ class ConsoleSettings(ServiceSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_console"
     port: int = 8003
+    # The evidence projector's durable JetStream consumer (sandbox only; shared by every console process): the
+    # platform's events, kept for the certification runs they belong to.
+    evidence_projector_durable: str = "console-evidence"
+    evidence_projector_start: Literal["all", "new"] = "all"
+    evidence_projector_inactive_seconds: float | None = None

@@ -25,6 +25,7 @@ from .merchants.endpoints import router as merchants_router
 from .models import OutboxEvent
 from .pgw.gateway import gateway_for
 from .pgw.webhooks import router as webhooks_router
+from .sandbox.certification import CertificationRunMiddleware
 from .sandbox.clocks import ClockFollower, TestClocks
 from .sandbox.endpoints import router as test_clocks_router
 from .settings import PortalSettings
@@ -66,7 +67,7 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
 
 def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | None = None) -> FastAPI:
     settings = settings or PortalSettings()
-    return create_app(
+    app = create_app(
         settings,
         title="SmartPOS portal",
         description="SmartPOS core portal: orders, bills, payments, catalog, merchants and stores.",
@@ -93,6 +94,9 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
         ],
         access_log=settings.access_log,
     )
+    if settings.env is not Environment.production:
+        app.add_middleware(CertificationRunMiddleware)  # sandbox: events of a certification run carry its id
+    return app
 
 
 app = build_app()

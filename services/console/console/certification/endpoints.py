@@ -1,0 +1,126 @@
+"""Certification runs: `POST /certification/runs` starts one for an integration and a checklist; the partner's
+terminals then send `SmartPOS-Certification-Run: <id>` to the sandbox portal; `GET /certification/runs/{id}`
+judges every case from the run's events as they arrive (pending until shown)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Request, status
+from pydantic import BaseModel, StringConstraints
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from smartpos_shared.auth import Principal, PrincipalDep, Role
+from smartpos_shared.db import SessionDep, TransactionDep
+from smartpos_shared.errors import Forbidden, NotFound, problem_schema
+from smartpos_shared.ids import new_id
+from smartpos_shared.schemas import RequestModel
+
+from ..audit import log
+from ..clock import now_of
+from ..errors import COMMON_ERRORS
+from .checklist import CHECKLISTS, Event, judge
+
+ULID = "[0-9A-HJKMNP-TV-Z]{26}"
+router = APIRouter(prefix="/certification/runs", tags=["certification"], responses=COMMON_ERRORS)
+RunIdPath = Annotated[str, Path(pattern=rf"^crt_{ULID}$")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_schema("No such run or integration, or another partner's")}
+COLUMNS = "id, integration_id, partner_id, checklist, status, created_at, completed_at"
+
+
+class RunCreate(RequestModel):
+    integration_id: Annotated[str, StringConstraints(pattern=rf"^int_{ULID}$")]
+    checklist: Literal["pos-core-v1"] = "pos-core-v1"
+
+
+class CasePublic(BaseModel):
+    id: str
+    title: str
+    status: Literal["pending", "passed", "failed"]
+    evidence: list[str]
+    detail: str
+
+
+class RunPublic(BaseModel):
+    id: str
+    integration_id: str
+    partner_id: str
+    checklist: str
+    status: Literal["running", "completed"]
+    created_at: datetime
+    completed_at: datetime | None
+    cases: list[CasePublic]
+
+
+def _may_act(principal: Principal, partner_id: str) -> bool:
+    return principal.role is Role.admin or (principal.role is Role.partner and principal.subject == partner_id)
+
+
+async def _body(session: AsyncSession, run: dict[str, Any]) -> dict[str, Any]:
+    rows = await session.execute(
+        text(
+            "SELECT event_id, type, subject, data FROM certification_evidence WHERE run_id = :run"
+            " ORDER BY time, event_id"
+        ),
+        {"run": run["id"]},
+    )
+    events = [
+        Event(r.event_id, r.type, r.subject, r.data if isinstance(r.data, dict) else json.loads(r.data)) for r in rows
+    ]
+    return {**run, "cases": judge(run["checklist"], events, final=run["status"] == "completed")}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunPublic,
+    responses=NOT_FOUND,
+    summary="Start a certification run of an integration (its partner, or an admin)",
+)
+async def start_run(body: RunCreate, principal: PrincipalDep, transaction: TransactionDep, request: Request) -> Any:
+    if principal.role not in (Role.partner, Role.admin):
+        raise Forbidden("certification is for partners and platform admins")
+    session = transaction.session
+    owner = (
+        await session.execute(text("SELECT partner_id FROM integrations WHERE id = :id"), {"id": body.integration_id})
+    ).scalar_one_or_none()
+    if owner is None or not _may_act(principal, owner):
+        raise NotFound("integration not found")
+    now = now_of(request)
+    run = {
+        "id": new_id("crt"),
+        "integration_id": body.integration_id,
+        "partner_id": owner,
+        "checklist": body.checklist,
+        "status": "running",
+        "created_at": now,
+        "completed_at": None,
+    }
+    await session.execute(
+        text(
+            f"INSERT INTO certification_runs ({COLUMNS}) VALUES (:id, :integration_id, :partner_id, :checklist,"  # noqa: S608
+            " :status, :created_at, :completed_at)"
+        ),
+        run,
+    )
+    await log.append(
+        session, principal, "certification.started", run["id"],
+        {"integration_id": body.integration_id, "checklist": body.checklist}, now,
+    )  # fmt: skip
+    return {**run, "cases": judge(body.checklist, [], final=False)}
+
+
+@router.get("/{run_id}", response_model=RunPublic, responses=NOT_FOUND, summary="A run and the verdict of each case")
+async def get_run(run_id: RunIdPath, principal: PrincipalDep, session: SessionDep) -> Any:
+    row = (
+        await session.execute(text(f"SELECT {COLUMNS} FROM certification_runs WHERE id = :id"), {"id": run_id})  # noqa: S608
+    ).one_or_none()
+    if row is None or not _may_act(principal, row.partner_id):
+        raise NotFound("certification run not found")
+    return await _body(session, dict(row._mapping))
+
+
+__all__ = ["CHECKLISTS", "router"]

@@ -1,0 +1,113 @@
+"""Certification runs (issue 15): a partner's terminal works against the sandbox portal with the run's header, and
+the console judges each case of pos-core-v1 from the platform's own events — a gateway webhook's events count for
+the run through the payment they name; what the partner does without the header never counts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.portal.helpers import bill, ring_up, webhook
+from tests.support.console_fixtures import MakePartner, Partner
+from tests.support.portal_fixtures import Tenant, bearer
+
+HEADER = "SmartPOS-Certification-Run"
+
+
+async def run_of(console: httpx.AsyncClient, partner: Partner, run_id: str) -> dict[str, Any]:
+    response = await console.get(f"/certification/runs/{run_id}", headers=partner.headers)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def until_passed(console: httpx.AsyncClient, partner: Partner, run_id: str, cases: set[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        run = await run_of(console, partner, run_id)
+        passed = {c["id"] for c in run["cases"] if c["status"] == "passed"}
+        if cases <= passed or time.monotonic() > deadline:
+            return run
+        await asyncio.sleep(0.1)
+
+
+async def test_cases_are_judged_from_the_platforms_events(
+    console: httpx.AsyncClient, portal: httpx.AsyncClient, make_partner: MakePartner, tenant: Tenant, admin_token: str
+) -> None:
+    partner = await make_partner()
+    integration = (
+        await console.post("/integrations", json={"name": "Cert Till", "version": "1.0"}, headers=partner.headers)
+    ).json()
+    started = await console.post(
+        "/certification/runs", json={"integration_id": integration["id"]}, headers=partner.headers
+    )
+    assert started.status_code == 201, started.text
+    run = started.json()
+    assert run["status"] == "running" and {c["status"] for c in run["cases"]} == {"pending"}
+    as_run = {**tenant.as_device, HEADER: run["id"]}
+
+    async def pay(bill_id: str, amount: int, method: str) -> dict[str, Any]:
+        response = await portal.post(
+            "/payments", json={"bill_id": bill_id, "amount": amount, "method": method}, headers=as_run
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def sale() -> dict[str, Any]:
+        order = (await portal.post("/orders", json={"items": [{"product_id": tenant.products[0]["id"], "quantity": 1},
+                 {"product_id": tenant.products[1]["id"], "quantity": 1}]}, headers=as_run)).json()  # fmt: skip
+        return (await portal.post("/bills", json={"order_id": order["id"]}, headers=as_run)).json()  # type: ignore[no-any-return]
+
+    cash = await sale()
+    await pay(cash["id"], cash["total_amount"], "cash")
+    card = await sale()
+    by_card = await pay(card["id"], card["total_amount"], "card")
+    # The gateway's webhook carries no run: its events count through the payment it names.
+    assert (
+        await webhook(
+            portal,
+            f"evt_{uuid.uuid4().hex}",
+            by_card["pgw_reference"],
+            by_card["amount"],
+        )
+    ).status_code == 200
+    split = await sale()
+    await pay(split["id"], 500, "cash")
+    rest = await pay(split["id"], split["total_amount"] - 500, "card")
+    await webhook(portal, f"evt_{uuid.uuid4().hex}", rest["pgw_reference"], rest["amount"])
+    voided = await sale()
+    pending = await pay(voided["id"], voided["total_amount"], "card")
+    assert (await portal.post(f"/payments/{pending['id']}/void", headers=as_run)).status_code == 200
+
+    judged = await until_passed(
+        console, partner, run["id"], {"sale_by_cash", "sale_by_card", "split_tender", "void_before_capture"}
+    )
+    cases = {c["id"]: c for c in judged["cases"]}
+    for case in ("sale_by_cash", "sale_by_card", "split_tender", "void_before_capture"):
+        assert cases[case]["status"] == "passed", cases[case]
+        assert cases[case]["evidence"] and all(e.startswith("evt_") for e in cases[case]["evidence"])
+    assert cases["sale_by_card"]["detail"].startswith(f"bill {card['id']}")
+    assert cases["partial_refund"]["status"] == "pending"  # nothing shown yet
+    assert "not judged yet" in cases["token_renewed"]["detail"]
+
+    # Sales made without the header belong to no run: another run sees nothing of them.
+    other = (
+        await console.post("/certification/runs", json={"integration_id": integration["id"]}, headers=partner.headers)
+    ).json()
+    order = await ring_up(portal, tenant)
+    plain = await bill(portal, tenant, order["id"])
+    assert (await portal.post("/payments", json={"bill_id": plain["id"], "amount": plain["total_amount"], "method": "cash"},
+                              headers=tenant.as_device)).status_code == 201  # fmt: skip
+    await asyncio.sleep(0.5)
+    assert {c["status"] for c in (await run_of(console, partner, other["id"]))["cases"]} == {"pending"}
+
+    # Only the integration's partner and admins see a run.
+    stranger = await make_partner()
+    assert (await console.get(f"/certification/runs/{run['id']}", headers=stranger.headers)).status_code == 404
+    assert (await console.get(f"/certification/runs/{run['id']}", headers=bearer(admin_token))).status_code == 200
+    assert (
+        await console.post("/certification/runs", json={"integration_id": integration["id"]}, headers=stranger.headers)
+    ).status_code == 404
