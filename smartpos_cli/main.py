@@ -175,6 +175,49 @@ def seed(
     )
 
 
+certification = typer.Typer(help="certification reports", no_args_is_help=True)
+app.add_typer(certification, name="certification")
+
+
+@certification.callback()
+def _certification() -> None:
+    """Certification reports (console)."""
+
+
+@certification.command("verify")
+def certification_verify(
+    file: Annotated[Path, typer.Argument(help="the report: a compact JWS, or a run's JSON with its `report`")],
+    jwks: Annotated[
+        str | None,
+        typer.Option(help="the published keys: a JWKS file (offline) or URL (default: the console's, CONSOLE_PORT)"),
+    ] = None,
+) -> None:
+    """Check a certification report's signature against the published report keys; exits 1 if it does not verify."""
+    import jwt
+
+    from console.certification.report import verify
+
+    raw = file.read_text().strip()
+    report = str(json.loads(raw)["report"]) if raw.startswith("{") else raw
+    source = jwks or f"http://127.0.0.1:{os.environ.get('CONSOLE_PORT') or 8003}/.well-known/jwks.json"
+    keys = (
+        httpx.get(source, timeout=10).json()
+        if source.startswith(("http://", "https://"))
+        else json.loads(Path(source).read_text())
+    )
+    try:
+        content = verify(report, keys)
+    except (jwt.PyJWTError, ValueError) as exc:
+        typer.echo(f"INVALID: {exc}")
+        raise typer.Exit(1) from None
+    passed = sum(1 for case in content["cases"] if case["status"] == "passed")
+    typer.echo(
+        f"VALID: run {content['run_id']} of integration {content['integration_id']} (partner {content['partner_id']}),"
+        f" checklist {content['checklist']}: {content['result']} ({passed}/{len(content['cases'])} cases passed),"
+        f" completed {content['completed_at']}"
+    )
+
+
 closeout = typer.Typer(help="close of business", no_args_is_help=True)
 app.add_typer(closeout, name="closeout")
 

@@ -5,8 +5,12 @@ the run through the payment they name; what the partner does without the header 
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +18,13 @@ import httpx
 from tests.portal.helpers import bill, ring_up, webhook
 from tests.support.console_fixtures import MakePartner, Partner
 from tests.support.portal_fixtures import Tenant, bearer
+from tests.support.processes import ROOT
 
 HEADER = "SmartPOS-Certification-Run"
+
+
+def code(response: httpx.Response) -> str:
+    return str(response.json()["type"]).rsplit("/", 1)[-1]
 
 
 async def run_of(console: httpx.AsyncClient, partner: Partner, run_id: str) -> dict[str, Any]:
@@ -111,3 +120,60 @@ async def test_cases_are_judged_from_the_platforms_events(
     assert (
         await console.post("/certification/runs", json={"integration_id": integration["id"]}, headers=stranger.headers)
     ).status_code == 404
+
+
+def smartpos(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smartpos_cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_a_completed_run_is_a_signed_report_that_verifies_offline_even_after_a_key_rotation(
+    console: httpx.AsyncClient, make_partner: MakePartner, admin_token: str, tmp_path: Path
+) -> None:
+    partner = await make_partner()
+    integration = (
+        await console.post("/integrations", json={"name": "Signed Till", "version": "2.0"}, headers=partner.headers)
+    ).json()
+    run = (
+        await console.post("/certification/runs", json={"integration_id": integration["id"]}, headers=partner.headers)
+    ).json()
+    assert (
+        await console.get(f"/certification/runs/{run['id']}/report.html", headers=partner.headers)
+    ).status_code == 409
+    completed = await console.post(f"/certification/runs/{run['id']}/complete", headers=partner.headers)
+    assert completed.status_code == 200, completed.text
+    body = completed.json()
+    # Nothing was shown: every case failed (pending at completion), so the run failed — and says why, case by case.
+    assert body["status"] == "completed" and body["result"] == "failed"
+    assert {c["status"] for c in body["cases"]} == {"failed"}
+    again = await console.post(f"/certification/runs/{run['id']}/complete", headers=partner.headers)
+    assert (again.status_code, code(again)) == (409, "run_completed")
+
+    report = tmp_path / "report.jws"
+    report.write_text(body["report"])
+    keys = tmp_path / "jwks.json"
+    keys.write_text((await console.get("/.well-known/jwks.json")).text)  # published, no token needed
+    verified = smartpos("certification", "verify", str(report), "--jwks", str(keys))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"VALID: run {run['id']}" in verified.stdout and ": failed (0/13 cases passed)" in verified.stdout
+
+    # One byte changed anywhere in the signed part: the signature check fails.
+    header, payload, signature = body["report"].split(".")
+    flipped = payload[:10] + ("A" if payload[10] != "A" else "B") + payload[11:]
+    tampered = tmp_path / "tampered.jws"
+    tampered.write_text(".".join((header, flipped, signature)))
+    refused = smartpos("certification", "verify", str(tampered), "--jwks", str(keys))
+    assert refused.returncode == 1 and refused.stdout.startswith("INVALID")
+
+    # After a rotation the old report still verifies against the published keys (the retired one is kept).
+    rotated = await console.post("/report-keys/rotate", headers=bearer(admin_token))
+    assert rotated.status_code == 200
+    keys.write_text((await console.get("/.well-known/jwks.json")).text)
+    assert len(json.loads(keys.read_text())["keys"]) >= 2
+    assert smartpos("certification", "verify", str(report), "--jwks", str(keys)).returncode == 0
+    assert (await console.post("/report-keys/rotate", headers=partner.headers)).status_code == 403
+
+    page = await console.get(f"/certification/runs/{run['id']}/report.html", headers=partner.headers)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Sale paid by card" in page.text and run["id"] in page.text and "failed" in page.text

@@ -72,3 +72,15 @@ def test_production_refuses_unsafe_defaults(
             monkeypatch.setenv(key, value)
     with pytest.raises(UnsafeProductionSettings, match=complaint):
         PortalSettings()
+
+
+def test_console_production_refuses_the_development_report_key_encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from console.settings import ConsoleSettings
+
+    for key, value in PRODUCTION_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CONSOLE_DATABASE_URL", "postgresql+asyncpg://console@db.internal:5432/console")
+    with pytest.raises(UnsafeProductionSettings, match="CONSOLE_KEY_ENCRYPTION_KEY"):
+        ConsoleSettings()
+    monkeypatch.setenv("CONSOLE_KEY_ENCRYPTION_KEY", "bm90LXRoZS1kZXYta2V5LWZvci1jb25zb2xlLXJlcG9y")
+    assert ConsoleSettings().env == "production"

@@ -5,6 +5,10 @@ partner does here, it never reads a merchant's data."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
 
 from smartpos_shared.app import create_app
@@ -14,6 +18,8 @@ from smartpos_shared.events import outbox_relay_extension
 from .audit.endpoints import router as audit_router
 from .certification.endpoints import router as certification_router
 from .certification.evidence import evidence_projection
+from .certification.keys_endpoints import router as report_keys_router
+from .certification.report import ReportKeys
 from .integrations.endpoints import router as integrations_router
 from .models import OutboxEvent
 from .rollouts.endpoints import router as rollouts_router
@@ -22,17 +28,27 @@ from .settings import ConsoleSettings
 ROLES = frozenset({Role.partner, Role.admin})
 
 
+def report_keys(settings: ConsoleSettings) -> Any:
+    @asynccontextmanager
+    async def extension(app: FastAPI) -> AsyncIterator[None]:
+        app.state.report_keys = ReportKeys(settings.key_encryption_key)
+        yield
+
+    return extension
+
+
 def build_app(settings: ConsoleSettings | None = None, jwks_loader: JwksLoader | None = None) -> FastAPI:
     settings = settings or ConsoleSettings()
     return create_app(
         settings,
         title="SmartPOS console",
         description="SmartPOS console: partners' integrations, certification, rollouts and the audit log.",
-        routers=[integrations_router, certification_router, rollouts_router, audit_router],
+        routers=[integrations_router, certification_router, report_keys_router, rollouts_router, audit_router],
         extensions=[
             token_verification(jwks_loader, roles=ROLES),
             outbox_relay_extension(OutboxEvent),
             evidence_projection,
+            report_keys(settings),
         ],
         access_log=settings.access_log,
     )

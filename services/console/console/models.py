@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -97,6 +107,20 @@ class CertificationRun(Base):
     status: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column()
     completed_at: Mapped[datetime | None] = mapped_column()
+    report: Mapped[str | None] = mapped_column(String)  # the signed report (compact JWS) once completed
+    result: Mapped[str | None] = mapped_column(String)  # passed | failed
+
+
+class ReportKey(Base):
+    """An ES256 key that signs certification reports; retired keys stay published so old reports verify."""
+
+    __tablename__ = "report_keys"
+
+    kid: Mapped[str] = mapped_column(String, primary_key=True)
+    private_key: Mapped[bytes] = mapped_column(LargeBinary)  # PEM, Fernet-encrypted
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column()
+    retired_at: Mapped[datetime | None] = mapped_column()
 
 
 class CertificationEvidence(Base):

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from smartpos_shared.settings import ServiceSettings
+from smartpos_shared.settings import Environment, ServiceSettings
+
+# Documented development value (README): never accepted in production.
+DEV_KEY_ENCRYPTION_KEY = "Y29uc29sZS1kZXYtb25seS1rZXktZW5jcnlwdGlvbi0="
 
 
 class ConsoleSettings(ServiceSettings):
@@ -13,8 +17,19 @@ class ConsoleSettings(ServiceSettings):
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/smartpos_console"
     port: int = 8003
+    # Fernet key that encrypts the certification report signing keys at rest.
+    key_encryption_key: str = Field(
+        default=DEV_KEY_ENCRYPTION_KEY,
+        validation_alias=AliasChoices("CONSOLE_KEY_ENCRYPTION_KEY", "key_encryption_key"),
+    )
     # The evidence projector's durable JetStream consumer (sandbox only; shared by every console process): the
     # platform's events, kept for the certification runs they belong to.
     evidence_projector_durable: str = "console-evidence"
     evidence_projector_start: Literal["all", "new"] = "all"
     evidence_projector_inactive_seconds: float | None = None
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.env is Environment.production and self.key_encryption_key == DEV_KEY_ENCRYPTION_KEY:
+            problems.append("CONSOLE_KEY_ENCRYPTION_KEY must be set (not the development key)")
+        return problems

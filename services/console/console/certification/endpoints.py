@@ -9,26 +9,28 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, status
-from pydantic import BaseModel, StringConstraints
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import Principal, PrincipalDep, Role
 from smartpos_shared.db import SessionDep, TransactionDep
-from smartpos_shared.errors import Forbidden, NotFound, problem_schema
+from smartpos_shared.errors import Conflict, Forbidden, NotFound, problem_schema
 from smartpos_shared.ids import new_id
 from smartpos_shared.schemas import RequestModel
 
 from ..audit import log
 from ..clock import now_of
 from ..errors import COMMON_ERRORS
+from . import report as reports
 from .checklist import CHECKLISTS, Event, judge
 
 ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 router = APIRouter(prefix="/certification/runs", tags=["certification"], responses=COMMON_ERRORS)
 RunIdPath = Annotated[str, Path(pattern=rf"^crt_{ULID}$")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_schema("No such run or integration, or another partner's")}
-COLUMNS = "id, integration_id, partner_id, checklist, status, created_at, completed_at"
+COLUMNS = "id, integration_id, partner_id, checklist, status, created_at, completed_at, result, report"
 
 
 class RunCreate(RequestModel):
@@ -52,6 +54,10 @@ class RunPublic(BaseModel):
     status: Literal["running", "completed"]
     created_at: datetime
     completed_at: datetime | None
+    result: Literal["passed", "failed"] | None = Field(
+        default=None, description="once completed: passed when every case passed"
+    )
+    report: str | None = Field(default=None, description="once completed: the signed report (compact JWS, ES256)")
     cases: list[CasePublic]
 
 
@@ -98,11 +104,13 @@ async def start_run(body: RunCreate, principal: PrincipalDep, transaction: Trans
         "status": "running",
         "created_at": now,
         "completed_at": None,
+        "result": None,
+        "report": None,
     }
     await session.execute(
         text(
             f"INSERT INTO certification_runs ({COLUMNS}) VALUES (:id, :integration_id, :partner_id, :checklist,"  # noqa: S608
-            " :status, :created_at, :completed_at)"
+            " :status, :created_at, :completed_at, :result, :report)"
         ),
         run,
     )
@@ -113,14 +121,78 @@ async def start_run(body: RunCreate, principal: PrincipalDep, transaction: Trans
     return {**run, "cases": judge(body.checklist, [], final=False)}
 
 
-@router.get("/{run_id}", response_model=RunPublic, responses=NOT_FOUND, summary="A run and the verdict of each case")
-async def get_run(run_id: RunIdPath, principal: PrincipalDep, session: SessionDep) -> Any:
+async def _run(session: AsyncSession, principal: Principal, run_id: str, *, lock: bool = False) -> dict[str, Any]:
+    lock_clause = " FOR UPDATE" if lock else ""
     row = (
-        await session.execute(text(f"SELECT {COLUMNS} FROM certification_runs WHERE id = :id"), {"id": run_id})  # noqa: S608
+        await session.execute(
+            text(f"SELECT {COLUMNS} FROM certification_runs WHERE id = :id{lock_clause}"),  # noqa: S608 (constants)
+            {"id": run_id},
+        )
     ).one_or_none()
     if row is None or not _may_act(principal, row.partner_id):
         raise NotFound("certification run not found")
-    return await _body(session, dict(row._mapping))
+    return dict(row._mapping)
+
+
+@router.get("/{run_id}", response_model=RunPublic, responses=NOT_FOUND, summary="A run and the verdict of each case")
+async def get_run(run_id: RunIdPath, principal: PrincipalDep, session: SessionDep) -> Any:
+    return await _body(session, await _run(session, principal, run_id))
+
+
+@router.post(
+    "/{run_id}/complete",
+    response_model=RunPublic,
+    responses={**NOT_FOUND, 409: problem_schema("The run is completed already")},
+    summary="Complete a run: the final verdicts (pending becomes failed), signed as a report (JWS, ES256)",
+)
+async def complete_run(
+    run_id: RunIdPath, principal: PrincipalDep, transaction: TransactionDep, request: Request
+) -> Any:
+    session = transaction.session
+    run = await _run(session, principal, run_id, lock=True)
+    if run["status"] != "running":
+        raise Conflict("the run is completed already", code="run_completed")
+    now = now_of(request)
+    run.update(status="completed", completed_at=now)
+    judged = await _body(session, run)
+    result = "passed" if all(c["status"] == "passed" for c in judged["cases"]) else "failed"
+    content = {
+        "run_id": run["id"],
+        "integration_id": run["integration_id"],
+        "partner_id": run["partner_id"],
+        "checklist": run["checklist"],
+        "result": result,
+        "cases": judged["cases"],
+        "started_at": run["created_at"].isoformat(),
+        "completed_at": now.isoformat(),
+        "iat": int(now.timestamp()),
+    }
+    kid, key = await request.app.state.report_keys.active(session, now)
+    signed = reports.sign(content, kid, key)
+    await session.execute(
+        text(
+            "UPDATE certification_runs SET status = 'completed', completed_at = :now, result = :result,"
+            " report = :report WHERE id = :id"
+        ),
+        {"now": now, "result": result, "report": signed, "id": run_id},
+    )
+    await log.append(session, principal, "certification.completed", run_id, {"result": result, "kid": kid}, now)
+    return {**judged, "result": result, "report": signed}
+
+
+@router.get(
+    "/{run_id}/report.html",
+    response_class=HTMLResponse,
+    responses={**NOT_FOUND, 409: problem_schema("The run is not completed yet")},
+    summary="The signed report, for people: cases, verdicts, evidence and timings",
+)
+async def report_page(run_id: RunIdPath, principal: PrincipalDep, session: SessionDep) -> HTMLResponse:
+    run = await _run(session, principal, run_id)
+    if run["report"] is None:
+        raise Conflict("the run is not completed yet", code="run_running")
+    content = reports.verify(run["report"], await reports.ReportKeys.jwks(session))
+    kid = reports.kid_of(run["report"])
+    return HTMLResponse(reports.render_html({**content, "kid": kid}))
 
 
 __all__ = ["CHECKLISTS", "router"]
