@@ -43,6 +43,41 @@ async def until_passed(console: httpx.AsyncClient, partner: Partner, run_id: str
         await asyncio.sleep(0.1)
 
 
+async def a_till_session(portal: httpx.AsyncClient, tenant: Tenant, run_id: str) -> dict[str, Any]:
+    """What a partner's till does under the run's header: a cash sale, a card sale (settled by the gateway's
+    webhook, which carries no header), a split tender and a voided card payment. Answers the card sale's bill."""
+    as_run = {**tenant.as_device, HEADER: run_id}
+
+    async def pay(bill_id: str, amount: int, method: str) -> dict[str, Any]:
+        response = await portal.post(
+            "/payments", json={"bill_id": bill_id, "amount": amount, "method": method}, headers=as_run
+        )
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def sale() -> dict[str, Any]:
+        items = [{"product_id": p["id"], "quantity": 1} for p in tenant.products[:2]]
+        order = (await portal.post("/orders", json={"items": items}, headers=as_run)).json()
+        return (await portal.post("/bills", json={"order_id": order["id"]}, headers=as_run)).json()  # type: ignore[no-any-return]
+
+    cash = await sale()
+    await pay(cash["id"], cash["total_amount"], "cash")
+    card = await sale()
+    by_card = await pay(card["id"], card["total_amount"], "card")
+    # The gateway's webhook carries no run: its events count through the payment it names.
+    assert (
+        await webhook(portal, f"evt_{uuid.uuid4().hex}", by_card["pgw_reference"], by_card["amount"])
+    ).status_code == 200
+    split = await sale()
+    await pay(split["id"], 500, "cash")
+    rest = await pay(split["id"], split["total_amount"] - 500, "card")
+    await webhook(portal, f"evt_{uuid.uuid4().hex}", rest["pgw_reference"], rest["amount"])
+    voided = await sale()
+    pending = await pay(voided["id"], voided["total_amount"], "card")
+    assert (await portal.post(f"/payments/{pending['id']}/void", headers=as_run)).status_code == 200
+    return card
+
+
 async def test_cases_are_judged_from_the_platforms_events(
     console: httpx.AsyncClient, portal: httpx.AsyncClient, make_partner: MakePartner, tenant: Tenant, admin_token: str
 ) -> None:
@@ -56,40 +91,7 @@ async def test_cases_are_judged_from_the_platforms_events(
     assert started.status_code == 201, started.text
     run = started.json()
     assert run["status"] == "running" and {c["status"] for c in run["cases"]} == {"pending"}
-    as_run = {**tenant.as_device, HEADER: run["id"]}
-
-    async def pay(bill_id: str, amount: int, method: str) -> dict[str, Any]:
-        response = await portal.post(
-            "/payments", json={"bill_id": bill_id, "amount": amount, "method": method}, headers=as_run
-        )
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    async def sale() -> dict[str, Any]:
-        order = (await portal.post("/orders", json={"items": [{"product_id": tenant.products[0]["id"], "quantity": 1},
-                 {"product_id": tenant.products[1]["id"], "quantity": 1}]}, headers=as_run)).json()  # fmt: skip
-        return (await portal.post("/bills", json={"order_id": order["id"]}, headers=as_run)).json()  # type: ignore[no-any-return]
-
-    cash = await sale()
-    await pay(cash["id"], cash["total_amount"], "cash")
-    card = await sale()
-    by_card = await pay(card["id"], card["total_amount"], "card")
-    # The gateway's webhook carries no run: its events count through the payment it names.
-    assert (
-        await webhook(
-            portal,
-            f"evt_{uuid.uuid4().hex}",
-            by_card["pgw_reference"],
-            by_card["amount"],
-        )
-    ).status_code == 200
-    split = await sale()
-    await pay(split["id"], 500, "cash")
-    rest = await pay(split["id"], split["total_amount"] - 500, "card")
-    await webhook(portal, f"evt_{uuid.uuid4().hex}", rest["pgw_reference"], rest["amount"])
-    voided = await sale()
-    pending = await pay(voided["id"], voided["total_amount"], "card")
-    assert (await portal.post(f"/payments/{pending['id']}/void", headers=as_run)).status_code == 200
+    card = await a_till_session(portal, tenant, run["id"])
 
     judged = await until_passed(
         console, partner, run["id"], {"sale_by_cash", "sale_by_card", "split_tender", "void_before_capture"}
@@ -177,3 +179,51 @@ async def test_a_completed_run_is_a_signed_report_that_verifies_offline_even_aft
     page = await console.get(f"/certification/runs/{run['id']}/report.html", headers=partner.headers)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "Sale paid by card" in page.text and run["id"] in page.text and "failed" in page.text
+
+
+async def test_a_passed_run_is_certified_only_by_its_partner_and_an_admin(
+    console: httpx.AsyncClient, portal: httpx.AsyncClient, make_partner: MakePartner, tenant: Tenant, admin_token: str
+) -> None:
+    partner = await make_partner()
+    integration = (
+        await console.post("/integrations", json={"name": "Pay Till", "version": "3.1"}, headers=partner.headers)
+    ).json()
+    run = (
+        await console.post(
+            "/certification/runs",
+            json={"integration_id": integration["id"], "checklist": "pos-payments-v1"},
+            headers=partner.headers,
+        )
+    ).json()
+    early = await console.post(f"/certification/runs/{run['id']}/approvals", headers=partner.headers)
+    assert (early.status_code, code(early)) == (409, "run_not_passed")  # still running
+    await a_till_session(portal, tenant, run["id"])
+    await until_passed(
+        console, partner, run["id"], {"sale_by_cash", "sale_by_card", "split_tender", "void_before_capture"}
+    )
+    completed = (await console.post(f"/certification/runs/{run['id']}/complete", headers=partner.headers)).json()
+    assert completed["result"] == "passed", completed["cases"]
+
+    signed = await console.post(f"/certification/runs/{run['id']}/approvals", headers=partner.headers)
+    assert signed.status_code == 200 and signed.json()["certified_at"] is None  # the partner alone: not certified
+    twice = await console.post(f"/certification/runs/{run['id']}/approvals", headers=partner.headers)
+    assert (twice.status_code, code(twice)) == (409, "already_approved")
+    stranger = await make_partner()
+    assert (
+        await console.post(f"/certification/runs/{run['id']}/approvals", headers=stranger.headers)
+    ).status_code == 404
+    assert (await run_of(console, partner, run["id"]))["certified_at"] is None
+
+    by_admin = await console.post(f"/certification/runs/{run['id']}/approvals", headers=bearer(admin_token))
+    assert by_admin.status_code == 200, by_admin.text
+    certified = by_admin.json()
+    assert certified["certified_at"] is not None
+    assert sorted(a["role"] for a in certified["approvals"]) == ["admin", "partner"]
+
+    # A failed run is never signed off.
+    failed = (
+        await console.post("/certification/runs", json={"integration_id": integration["id"]}, headers=partner.headers)
+    ).json()
+    await console.post(f"/certification/runs/{failed['id']}/complete", headers=partner.headers)
+    refused = await console.post(f"/certification/runs/{failed['id']}/approvals", headers=bearer(admin_token))
+    assert (refused.status_code, code(refused)) == (409, "run_not_passed")

@@ -109,6 +109,19 @@ class CertificationRun(Base):
     completed_at: Mapped[datetime | None] = mapped_column()
     report: Mapped[str | None] = mapped_column(String)  # the signed report (compact JWS) once completed
     result: Mapped[str | None] = mapped_column(String)  # passed | failed
+    certified_at: Mapped[datetime | None] = mapped_column()  # a passed run signed by a partner and an admin
+
+
+class CertificationApproval(Base):
+    """A sign-off of a completed run; one per principal (the primary key), so nobody signs twice."""
+
+    __tablename__ = "certification_approvals"
+    __table_args__ = (CheckConstraint("role IN ('partner', 'admin')", name="role"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("certification_runs.id"), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(String, primary_key=True)
+    role: Mapped[str] = mapped_column(String)
+    approved_at: Mapped[datetime] = mapped_column()
 
 
 class ReportKey(Base):

@@ -169,6 +169,13 @@ CHECKLISTS: dict[str, tuple[Case, ...]] = {
         Case("close_of_business", "Close of business sealed", _one_of("closeout.created", "Z report sealed")),
         Case("credits_reallocated", "Credits reallocated by the overnight run", not_judged_yet("credit entry events")),
     ),
+    # For integrations that only take payments (a payment terminal beside another till): the money cases.
+    "pos-payments-v1": (
+        Case("sale_by_card", "Sale paid by card", _sale_by("card")),
+        Case("sale_by_cash", "Sale paid in cash", _sale_by("cash")),
+        Case("split_tender", "One bill, two tenders", split_tender),
+        Case("void_before_capture", "A pending payment voided before capture", void_before_capture),
+    ),
 }
 
 

@@ -30,12 +30,12 @@ ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 router = APIRouter(prefix="/certification/runs", tags=["certification"], responses=COMMON_ERRORS)
 RunIdPath = Annotated[str, Path(pattern=rf"^crt_{ULID}$")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_schema("No such run or integration, or another partner's")}
-COLUMNS = "id, integration_id, partner_id, checklist, status, created_at, completed_at, result, report"
+COLUMNS = "id, integration_id, partner_id, checklist, status, created_at, completed_at, result, report, certified_at"
 
 
 class RunCreate(RequestModel):
     integration_id: Annotated[str, StringConstraints(pattern=rf"^int_{ULID}$")]
-    checklist: Literal["pos-core-v1"] = "pos-core-v1"
+    checklist: Literal["pos-core-v1", "pos-payments-v1"] = "pos-core-v1"
 
 
 class CasePublic(BaseModel):
@@ -44,6 +44,12 @@ class CasePublic(BaseModel):
     status: Literal["pending", "passed", "failed"]
     evidence: list[str]
     detail: str
+
+
+class ApprovalPublic(BaseModel):
+    principal_id: str
+    role: Literal["partner", "admin"]
+    approved_at: datetime
 
 
 class RunPublic(BaseModel):
@@ -58,6 +64,10 @@ class RunPublic(BaseModel):
         default=None, description="once completed: passed when every case passed"
     )
     report: str | None = Field(default=None, description="once completed: the signed report (compact JWS, ES256)")
+    certified_at: datetime | None = Field(
+        default=None, description="set once a partner and a platform admin (two principals) signed a passed run"
+    )
+    approvals: list[ApprovalPublic] = Field(default_factory=list)
     cases: list[CasePublic]
 
 
@@ -76,7 +86,18 @@ async def _body(session: AsyncSession, run: dict[str, Any]) -> dict[str, Any]:
     events = [
         Event(r.event_id, r.type, r.subject, r.data if isinstance(r.data, dict) else json.loads(r.data)) for r in rows
     ]
-    return {**run, "cases": judge(run["checklist"], events, final=run["status"] == "completed")}
+    approvals = await session.execute(
+        text(
+            "SELECT principal_id, role, approved_at FROM certification_approvals WHERE run_id = :run"
+            " ORDER BY approved_at, principal_id"
+        ),
+        {"run": run["id"]},
+    )
+    return {
+        **run,
+        "approvals": [dict(a._mapping) for a in approvals],
+        "cases": judge(run["checklist"], events, final=run["status"] == "completed"),
+    }
 
 
 @router.post(
@@ -106,11 +127,12 @@ async def start_run(body: RunCreate, principal: PrincipalDep, transaction: Trans
         "completed_at": None,
         "result": None,
         "report": None,
+        "certified_at": None,
     }
     await session.execute(
         text(
             f"INSERT INTO certification_runs ({COLUMNS}) VALUES (:id, :integration_id, :partner_id, :checklist,"  # noqa: S608
-            " :status, :created_at, :completed_at, :result, :report)"
+            " :status, :created_at, :completed_at, :result, :report, :certified_at)"
         ),
         run,
     )
@@ -193,6 +215,43 @@ async def report_page(run_id: RunIdPath, principal: PrincipalDep, session: Sessi
     content = reports.verify(run["report"], await reports.ReportKeys.jwks(session))
     kid = reports.kid_of(run["report"])
     return HTMLResponse(reports.render_html({**content, "kid": kid}))
+
+
+@router.post(
+    "/{run_id}/approvals",
+    response_model=RunPublic,
+    responses={**NOT_FOUND, 409: problem_schema("Not a passed, completed run; or this principal signed already")},
+    summary="Sign off a passed run (its partner, or a platform admin); certified once both have",
+)
+async def approve_run(run_id: RunIdPath, principal: PrincipalDep, transaction: TransactionDep, request: Request) -> Any:
+    session = transaction.session
+    run = await _run(session, principal, run_id, lock=True)  # the run's row lock: sign-offs one at a time
+    if run["status"] != "completed" or run["result"] != "passed":
+        raise Conflict("only a completed run whose every case passed is signed off", code="run_not_passed")
+    now = now_of(request)
+    inserted = await session.execute(
+        text(
+            "INSERT INTO certification_approvals (run_id, principal_id, role, approved_at)"
+            " VALUES (:run, :principal, :role, :now) ON CONFLICT (run_id, principal_id) DO NOTHING RETURNING 1"
+        ),
+        {"run": run_id, "principal": principal.subject, "role": str(principal.role), "now": now},
+    )
+    if inserted.first() is None:
+        raise Conflict("this principal signed this run already", code="already_approved")
+    await log.append(session, principal, "certification.approved", run_id, {"role": str(principal.role)}, now)
+    roles = {
+        row.role
+        for row in await session.execute(
+            text("SELECT DISTINCT role FROM certification_approvals WHERE run_id = :run"), {"run": run_id}
+        )
+    }
+    if run["certified_at"] is None and roles >= {"partner", "admin"}:
+        run["certified_at"] = now
+        await session.execute(
+            text("UPDATE certification_runs SET certified_at = :now WHERE id = :run"), {"now": now, "run": run_id}
+        )
+        await log.append(session, principal, "certification.certified", run_id, {}, now)
+    return await _body(session, run)
 
 
 __all__ = ["CHECKLISTS", "router"]
