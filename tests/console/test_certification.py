@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
+from console.main import build_app as build_console
+from console.settings import ConsoleSettings
 from tests.portal.helpers import bill, ring_up, webhook
+from tests.support.apps import running
+from tests.support.auth_fixtures import ISSUER
 from tests.support.console_fixtures import MakePartner, Partner
+from tests.support.databases import TestDatabase, drop, migrate_to_head, recreate
+from tests.support.databases import test_database as database_for
+from tests.support.environment import nats_url, redis_url
 from tests.support.portal_fixtures import Tenant, bearer
 from tests.support.processes import ROOT
 
@@ -227,3 +235,82 @@ async def test_a_passed_run_is_certified_only_by_its_partner_and_an_admin(
     await console.post(f"/certification/runs/{failed['id']}/complete", headers=partner.headers)
     refused = await console.post(f"/certification/runs/{failed['id']}/approvals", headers=bearer(admin_token))
     assert (refused.status_code, code(refused)) == (409, "run_not_passed")
+
+
+async def test_production_takes_a_rollout_only_with_a_certified_report_from_the_sandbox(
+    console: httpx.AsyncClient,
+    portal: httpx.AsyncClient,
+    make_partner: MakePartner,
+    tenant: Tenant,
+    admin_token: str,
+    databases: dict[str, TestDatabase],
+    auth_app: FastAPI,
+) -> None:
+    # The sandbox: a run passed, completed and signed off by the partner and an admin.
+    partner = await make_partner()
+    admin = bearer(admin_token)
+    integration = (
+        await console.post("/integrations", json={"name": "Live Till", "version": "7.2"}, headers=partner.headers)
+    ).json()
+    run = (
+        await console.post(
+            "/certification/runs",
+            json={"integration_id": integration["id"], "checklist": "pos-payments-v1"},
+            headers=partner.headers,
+        )
+    ).json()
+    await a_till_session(portal, tenant, run["id"])
+    await until_passed(
+        console, partner, run["id"], {"sale_by_cash", "sale_by_card", "split_tender", "void_before_capture"}
+    )
+    uncertified = (await console.post(f"/certification/runs/{run['id']}/complete", headers=partner.headers)).json()[
+        "report"
+    ]
+    await console.post(f"/certification/runs/{run['id']}/approvals", headers=partner.headers)
+    certified = (await console.post(f"/certification/runs/{run['id']}/approvals", headers=admin)).json()["report"]
+    sandbox_keys = (await console.get("/.well-known/jwks.json")).text
+
+    # Production: its own console, trusting the sandbox's report keys; the integration registered there too.
+    async def jwks() -> dict[str, Any]:
+        keys: dict[str, Any] = await auth_app.state.keyring.jwks()
+        return keys
+
+    production_db = database_for("console", "_production")  # production has a database of its own
+    await recreate(production_db)
+    await asyncio.to_thread(migrate_to_head, production_db)
+    settings = ConsoleSettings(
+        env="production", database_url=production_db.url, auth_issuer=ISSUER, redis_url=redis_url(),
+        nats_url=nats_url(), access_log=False, key_encryption_key="bm90LXRoZS1kZXYta2V5LWZvci1jb25zb2xlLXJlcCE=",
+        trusted_report_jwks=sandbox_keys,
+    )  # fmt: skip
+    async with running(build_console(settings, jwks_loader=jwks), "http://console.production") as production:
+        live = (
+            await production.post(
+                "/integrations",
+                json={"name": "Live Till", "version": "7.2", "partner_id": partner.client_id},
+                headers=admin,
+            )
+        ).json()
+        other = (
+            await production.post(
+                "/integrations",
+                json={"name": "Live Till", "version": "7.3", "partner_id": partner.client_id},
+                headers=admin,
+            )
+        ).json()
+        body = {"integration_id": live["id"], "merchant_id": tenant.merchant_id}
+        missing = await production.post("/rollouts", json=body, headers=admin)
+        assert (missing.status_code, code(missing)) == (422, "certification_required")
+        for report in (uncertified, certified[:-3] + ("AAA" if not certified.endswith("AAA") else "BBB")):
+            refused = await production.post("/rollouts", json={**body, "certification_report": report}, headers=admin)
+            assert (refused.status_code, code(refused)) == (422, "certification_invalid"), report[:20]
+        wrong = await production.post(
+            "/rollouts",
+            json={"integration_id": other["id"], "merchant_id": tenant.merchant_id, "certification_report": certified},
+            headers=admin,
+        )
+        assert (wrong.status_code, code(wrong)) == (422, "certification_invalid")  # another version
+        accepted = await production.post("/rollouts", json={**body, "certification_report": certified}, headers=admin)
+        assert accepted.status_code == 201, accepted.text
+        await production.post(f"/rollouts/{accepted.json()['id']}/rollback", headers=admin)
+    await drop(production_db)

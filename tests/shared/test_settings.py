@@ -82,5 +82,8 @@ def test_console_production_refuses_the_development_report_key_encryption_key(mo
     monkeypatch.setenv("CONSOLE_DATABASE_URL", "postgresql+asyncpg://console@db.internal:5432/console")
     with pytest.raises(UnsafeProductionSettings, match="CONSOLE_KEY_ENCRYPTION_KEY"):
         ConsoleSettings()
-    monkeypatch.setenv("CONSOLE_KEY_ENCRYPTION_KEY", "bm90LXRoZS1kZXYta2V5LWZvci1jb25zb2xlLXJlcG9y")
+    monkeypatch.setenv("CONSOLE_KEY_ENCRYPTION_KEY", "bm90LXRoZS1kZXYta2V5LWZvci1jb25zb2xlLXJlcCE=")
+    with pytest.raises(UnsafeProductionSettings, match="CONSOLE_TRUSTED_REPORT_JWKS"):
+        ConsoleSettings()
+    monkeypatch.setenv("CONSOLE_TRUSTED_REPORT_JWKS", '{"keys": []}')
     assert ConsoleSettings().env == "production"

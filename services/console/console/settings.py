@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from typing import Literal
+import json
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
@@ -22,6 +24,9 @@ class ConsoleSettings(ServiceSettings):
         default=DEV_KEY_ENCRYPTION_KEY,
         validation_alias=AliasChoices("CONSOLE_KEY_ENCRYPTION_KEY", "key_encryption_key"),
     )
+    # Production: the sandbox console's report keys (a JWKS document, inline JSON or a file path). A rollout is
+    # accepted only with a certification report that verifies with them.
+    trusted_report_jwks: str = ""
     # The evidence projector's durable JetStream consumer (sandbox only; shared by every console process): the
     # platform's events, kept for the certification runs they belong to.
     evidence_projector_durable: str = "console-evidence"
@@ -32,4 +37,14 @@ class ConsoleSettings(ServiceSettings):
         problems = super().production_problems()
         if self.env is Environment.production and self.key_encryption_key == DEV_KEY_ENCRYPTION_KEY:
             problems.append("CONSOLE_KEY_ENCRYPTION_KEY must be set (not the development key)")
+        if self.env is Environment.production and not self.trusted_report_jwks:
+            problems.append("CONSOLE_TRUSTED_REPORT_JWKS must be set (the sandbox console's report keys)")
         return problems
+
+    def trusted_jwks(self) -> dict[str, Any]:
+        """The trusted report keys as a JWKS document (from inline JSON or a file)."""
+        raw = self.trusted_report_jwks.strip()
+        if not raw:
+            return {"keys": []}
+        document: dict[str, Any] = json.loads(raw if raw.startswith("{") else Path(raw).read_text())
+        return document

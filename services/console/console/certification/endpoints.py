@@ -178,9 +178,16 @@ async def complete_run(
     run.update(status="completed", completed_at=now)
     judged = await _body(session, run)
     result = "passed" if all(c["status"] == "passed" for c in judged["cases"]) else "failed"
+    integration = (
+        await session.execute(
+            text("SELECT name, version FROM integrations WHERE id = :id"), {"id": run["integration_id"]}
+        )
+    ).one()
     content = {
         "run_id": run["id"],
         "integration_id": run["integration_id"],
+        "integration_name": integration.name,
+        "integration_version": integration.version,
         "partner_id": run["partner_id"],
         "checklist": run["checklist"],
         "result": result,
@@ -246,11 +253,24 @@ async def approve_run(run_id: RunIdPath, principal: PrincipalDep, transaction: T
         )
     }
     if run["certified_at"] is None and roles >= {"partner", "admin"}:
-        run["certified_at"] = now
-        await session.execute(
-            text("UPDATE certification_runs SET certified_at = :now WHERE id = :run"), {"now": now, "run": run_id}
+        # The report is signed again with the sign-offs: what production accepts for a rollout.
+        content = reports.unverified_content(run["report"])
+        approvals = await session.execute(
+            text("SELECT principal_id, role FROM certification_approvals WHERE run_id = :run ORDER BY principal_id"),
+            {"run": run_id},
         )
-        await log.append(session, principal, "certification.certified", run_id, {}, now)
+        content.update(
+            certified_at=now.isoformat(),
+            approvals=[{"principal_id": a.principal_id, "role": a.role} for a in approvals],
+            iat=int(now.timestamp()),
+        )
+        kid, key = await request.app.state.report_keys.active(session, now)
+        run.update(certified_at=now, report=reports.sign(content, kid, key))
+        await session.execute(
+            text("UPDATE certification_runs SET certified_at = :now, report = :report WHERE id = :run"),
+            {"now": now, "report": run["report"], "run": run_id},
+        )
+        await log.append(session, principal, "certification.certified", run_id, {"kid": kid}, now)
     return await _body(session, run)
 
 

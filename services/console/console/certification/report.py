@@ -83,6 +83,12 @@ def verify(report: str, jwks: dict[str, Any]) -> dict[str, Any]:
     raise jwt.InvalidTokenError(f"no published key {header.get('kid')!r}")
 
 
+def unverified_content(report: str) -> dict[str, Any]:
+    """The content of a report this console signed and stored (re-signed with the sign-offs at certification)."""
+    content: dict[str, Any] = jwt.decode(report, options={"verify_signature": False})
+    return content
+
+
 def kid_of(report: str) -> str:
     return str(jwt.get_unverified_header(report).get("kid", ""))
 

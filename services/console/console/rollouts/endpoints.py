@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import jwt
 from fastapi import APIRouter, Path, Request, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import text
@@ -17,15 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from smartpos_shared.auth import AdminDep, Principal, PrincipalDep, Role
 from smartpos_shared.db import SessionDep, Transaction, TransactionDep
-from smartpos_shared.errors import Conflict, NotFound, problem_schema
+from smartpos_shared.errors import Conflict, NotFound, Unprocessable, problem_schema
 from smartpos_shared.events import add_event
 from smartpos_shared.ids import new_id
 from smartpos_shared.schemas import RequestModel
+from smartpos_shared.settings import Environment
 
 from ..audit import log
+from ..certification.report import verify as verify_report
 from ..clock import now_of
 from ..errors import COMMON_ERRORS
 from ..models import OutboxEvent
+from ..settings import ConsoleSettings
 
 ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 router = APIRouter(prefix="/rollouts", tags=["rollouts"], responses=COMMON_ERRORS)
@@ -42,6 +46,10 @@ class RolloutCreate(RequestModel):
     integration_id: Annotated[str, StringConstraints(pattern=rf"^int_{ULID}$")]
     merchant_id: Annotated[str, StringConstraints(pattern=rf"^mer_{ULID}$")]
     pilot_days: int = Field(default=5, strict=True, ge=1, le=90)
+    certification_report: Annotated[str, StringConstraints(min_length=1, max_length=65536)] | None = Field(
+        default=None,
+        description="production: the integration's certified report from the sandbox (a JWS its report keys verify)",
+    )
 
 
 class RolloutPublic(BaseModel):
@@ -97,9 +105,16 @@ async def start_rollout(
     body: RolloutCreate, principal: AdminDep, transaction: TransactionDep, request: Request
 ) -> dict[str, Any]:
     session = transaction.session
-    known = await session.execute(text("SELECT 1 FROM integrations WHERE id = :id"), {"id": body.integration_id})
-    if known.first() is None:
+    integration = (
+        await session.execute(
+            text("SELECT name, version FROM integrations WHERE id = :id"), {"id": body.integration_id}
+        )
+    ).one_or_none()
+    if integration is None:
         raise NotFound("integration not found")
+    settings: ConsoleSettings = request.app.state.settings
+    if settings.env is Environment.production:
+        _check_certified(body.certification_report, settings, integration.name, integration.version)
     now = now_of(request)
     row: dict[str, Any] = {
         "id": new_id("rol"),
@@ -126,6 +141,24 @@ async def start_rollout(
         raise Conflict("the integration has an active rollout already", code="rollout_active") from None
     await _record(transaction, principal, row, "started", now)
     return row
+
+
+def _check_certified(report: str | None, settings: ConsoleSettings, name: str, version: str) -> None:
+    """Production goes live only with what the sandbox certified: a report its trusted keys verify, for this
+    integration (name and version), passed and signed off by the partner and an admin."""
+    if report is None:
+        raise Unprocessable("production needs the integration's certification report", code="certification_required")
+    try:
+        content = verify_report(report, settings.trusted_jwks())
+    except (jwt.PyJWTError, ValueError):
+        raise Unprocessable(
+            "the certification report does not verify with the trusted report keys", code="certification_invalid"
+        ) from None
+    certified = content.get("result") == "passed" and content.get("certified_at")
+    if not certified or (content.get("integration_name"), content.get("integration_version")) != (name, version):
+        raise Unprocessable(
+            "the report does not certify this integration at this version", code="certification_invalid"
+        )
 
 
 async def _read(session: AsyncSession, rollout_id: str, *, lock: bool = False) -> dict[str, Any]:
