@@ -28,6 +28,13 @@ AuthUrl = Annotated[
     str | None, typer.Option(help="device-auth base URL (default http://127.0.0.1:$AUTH_PORT or :8002)")
 ]
 Credentials = Annotated[Path, typer.Option(help="admin client JSON (written by `make run`)")]
+CertificationRun = Annotated[
+    str | None,
+    typer.Option(
+        help="a certification run (crt_…): every request carries SmartPOS-Certification-Run",
+        rich_help_panel="Certification",
+    ),
+]
 
 
 def _urls(portal_url: str | None, auth_url: str | None) -> tuple[str, str]:
@@ -48,15 +55,22 @@ def _admin_token(client: httpx.Client, auth: str, credentials: Path) -> str:
     return str(response.json()["access_token"])
 
 
-def _till(device: DeviceFile, portal: str, auth: str, client: httpx.Client) -> Till:
-    terminal = Terminal(portal, auth, device.device_id, device.key, client=client, echo=typer.echo)
+def _till(device: DeviceFile, portal: str, auth: str, client: httpx.Client, run: str | None = None) -> Till:
+    terminal = Terminal(
+        portal, auth, device.device_id, device.key, client=client, echo=typer.echo, certification_run=run
+    )
     if not device.products:
         raise DemoError("the device file lists no products to sell")
     return Till(terminal, list(device.products), typer.echo)
 
 
 def _run(
-    scenario: str, device_file: Path | None, portal_url: str | None, auth_url: str | None, credentials: Path
+    scenario: str,
+    device_file: Path | None,
+    portal_url: str | None,
+    auth_url: str | None,
+    credentials: Path,
+    certification_run: str | None = None,
 ) -> None:
     portal, auth = _urls(portal_url, auth_url)
     try:
@@ -70,7 +84,7 @@ def _run(
                 device = set_up_demo_shop(client, portal, auth, _admin_token(client, auth, credentials), typer.echo)
                 device.save(path)
                 typer.echo(f"  device file (with its private key, mode 0600): {path}")
-            till = _till(device, portal, auth, client)
+            till = _till(device, portal, auth, client, certification_run)
             done = SCENARIOS[scenario](till)
             typer.echo(f"done: {scenario} ({till.terminal.sign_ins} sign-in(s))")
             if isinstance(done, dict) and "shift" in done:
@@ -95,9 +109,10 @@ def demo(
     portal_url: PortalUrl = None,
     auth_url: AuthUrl = None,
     credentials: Credentials = ADMIN_CREDENTIALS,
+    certification_run: CertificationRun = None,
 ) -> None:
     """A whole day at the till: shift, card, cash, split tender, refund, void, offline and forward, close."""
-    _run("day", device_file, portal_url, auth_url, credentials)
+    _run("day", device_file, portal_url, auth_url, credentials, certification_run)
 
 
 @app.command("run")
@@ -107,11 +122,12 @@ def run_scenario(
     portal_url: PortalUrl = None,
     auth_url: AuthUrl = None,
     credentials: Credentials = ADMIN_CREDENTIALS,
+    certification_run: CertificationRun = None,
 ) -> None:
     """One scripted scenario (smartpos_terminal/scenarios.py)."""
     if scenario not in SCENARIOS:
         raise typer.BadParameter(f"one of {', '.join(SCENARIOS)}", param_hint="SCENARIO")
-    _run(scenario, device_file, portal_url, auth_url, credentials)
+    _run(scenario, device_file, portal_url, auth_url, credentials, certification_run)
 
 
 @app.command("register")

@@ -43,6 +43,7 @@ class Terminal:
         renew_before: float = 20.0,
         echo: Echo = _quiet,
         clock: Callable[[], float] = time.time,
+        certification_run: str | None = None,
     ) -> None:
         self.portal_url = portal_url.rstrip("/")
         self.auth_url = auth_url.rstrip("/")
@@ -57,6 +58,8 @@ class Terminal:
         self._expires_at = 0.0
         self.sign_ins = 0
         self.offline_queue: list[dict[str, Any]] = []
+        # A certification run (console `crt_…`): every request says so, and the sandbox tags its events with it.
+        self.certification_run = certification_run
 
     # ------------------------------------------------------------------ signing in
 
@@ -100,6 +103,8 @@ class Terminal:
         money: bool = False,
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token()}"}
+        if self.certification_run is not None:
+            headers["SmartPOS-Certification-Run"] = self.certification_run
         if money:  # a retried money request must never move money twice
             headers["Idempotency-Key"] = uuid.uuid4().hex
         response = self.client.request(method, f"{self.portal_url}{path}", json=body, headers=headers)

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from ulid import ULID
 
 from device_auth.clients.bootstrap import bootstrap
 from device_auth.settings import AuthSettings
@@ -142,3 +144,27 @@ def test_the_terminal_renews_its_token_before_it_expires(
     now[0] += 15  # 15 s left: renewed before the call
     till.order(order["id"])
     assert till.sign_ins == 2
+
+
+def test_a_terminal_in_a_certification_run_has_its_events_tagged(
+    stack: dict[str, ServiceProcess], credentials: Path, databases: dict[str, TestDatabase], tmp_path: Path
+) -> None:
+    auth, portal = stack["auth"].url, stack["portal"].url
+    run_id = f"crt_{ULID()}"
+    device_file = tmp_path / "till.json"
+    sold = smartpos("terminal", "run", "cash-sale", "--portal-url", portal, "--auth-url", auth, "--credentials",
+                    str(credentials), "--device-file", str(device_file), "--certification-run", run_id)  # fmt: skip
+    assert sold.returncode == 0, sold.stdout + sold.stderr
+
+    async def tagged() -> list[str]:
+        conn = await asyncpg.connect(databases["portal"].dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT type FROM outbox WHERE payload->>'certification_run' = $1 ORDER BY position", run_id
+            )
+            return [r["type"] for r in rows]
+        finally:
+            await conn.close()
+
+    types = asyncio.run(tagged())
+    assert {"order.created", "bill.created", "payment.created", "payment.succeeded", "bill.paid"} <= set(types), types
