@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import structlog
+from fastapi import FastAPI
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
@@ -191,3 +193,33 @@ class EventProjector:
                     payload=message.data.decode(errors="replace")[:100_000],
                 )
             )
+
+
+@asynccontextmanager
+async def projecting(
+    app: FastAPI,
+    *,
+    subject: str,
+    durable: str,
+    apply: Apply,
+    dead_letter_model: type[DeadLetterMixin],
+    start_at_new: bool = False,
+    inactive_seconds: float | None = None,
+) -> AsyncIterator[EventProjector]:
+    """A projector of `subject` on the app's database and NATS connection, running for the block (an app
+    extension's body: `async with projecting(app, ...): yield`)."""
+    projector = EventProjector(
+        app.state.sessionmaker,
+        app.state.nats,
+        subject=subject,
+        durable=durable,
+        apply=apply,
+        dead_letter_model=dead_letter_model,
+        start_at_new=start_at_new,
+        inactive_seconds=inactive_seconds,
+    )
+    await projector.start()
+    try:
+        yield projector
+    finally:
+        await projector.stop()

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,23 +37,6 @@ STEPS = (
     "POST {portal}/sync again",
     "POST {portal}/payments/",
 )
-
-
-@pytest.fixture(scope="module")
-def stack(service_env: dict[str, str]) -> Iterator[dict[str, ServiceProcess]]:
-    auth = ServiceProcess("device-auth", service_env)
-    portal = ServiceProcess("portal", service_env)
-    for proc in (auth, portal):
-        proc.env.update(
-            {"SMARTPOS_AUTH_ISSUER": auth.url, "SMARTPOS_PGW_MODE": "mock", "PORTAL_PORT": str(portal.port)}
-        )
-    try:
-        auth.start()
-        portal.start()
-        yield {"auth": auth, "portal": portal}
-    finally:
-        portal.stop()
-        auth.stop()
 
 
 def smartpos(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

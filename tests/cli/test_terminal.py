@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,6 @@ from device_auth.settings import AuthSettings
 from smartpos_terminal import DeviceFile, Terminal
 from tests.support.databases import TestDatabase
 from tests.support.processes import ROOT, ServiceProcess
-
-
-@pytest.fixture(scope="module")
-def stack(service_env: dict[str, str]) -> Iterator[dict[str, ServiceProcess]]:
-    auth = ServiceProcess("device-auth", service_env)
-    portal = ServiceProcess("portal", service_env)
-    for proc in (auth, portal):
-        proc.env.update(
-            {"SMARTPOS_AUTH_ISSUER": auth.url, "SMARTPOS_PGW_MODE": "mock", "PORTAL_PORT": str(portal.port)}
-        )
-    try:
-        auth.start()
-        portal.start()
-        yield {"auth": auth, "portal": portal}
-    finally:
-        portal.stop()
-        auth.stop()
 
 
 @pytest.fixture(scope="module")

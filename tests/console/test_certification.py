@@ -22,8 +22,7 @@ from tests.portal.helpers import bill, ring_up, webhook
 from tests.support.apps import running
 from tests.support.auth_fixtures import ISSUER
 from tests.support.console_fixtures import MakePartner, Partner
-from tests.support.databases import TestDatabase, drop, migrate_to_head, recreate
-from tests.support.databases import test_database as database_for
+from tests.support.databases import TestDatabase
 from tests.support.environment import nats_url, redis_url
 from tests.support.portal_fixtures import Tenant, bearer
 from tests.support.processes import ROOT
@@ -243,7 +242,7 @@ async def test_production_takes_a_rollout_only_with_a_certified_report_from_the_
     make_partner: MakePartner,
     tenant: Tenant,
     admin_token: str,
-    databases: dict[str, TestDatabase],
+    production_console_database: TestDatabase,
     auth_app: FastAPI,
 ) -> None:
     # The sandbox: a run passed, completed and signed off by the partner and an admin.
@@ -275,14 +274,16 @@ async def test_production_takes_a_rollout_only_with_a_certified_report_from_the_
         keys: dict[str, Any] = await auth_app.state.keyring.jwks()
         return keys
 
-    production_db = database_for("console", "_production")  # production has a database of its own
-    await recreate(production_db)
-    await asyncio.to_thread(migrate_to_head, production_db)
     settings = ConsoleSettings(
-        env="production", database_url=production_db.url, auth_issuer=ISSUER, redis_url=redis_url(),
-        nats_url=nats_url(), access_log=False, key_encryption_key="bm90LXRoZS1kZXYta2V5LWZvci1jb25zb2xlLXJlcCE=",
+        env="production",
+        database_url=production_console_database.url,  # production has a database of its own
+        auth_issuer=ISSUER,
+        redis_url=redis_url(),
+        nats_url=nats_url(),
+        access_log=False,
+        key_encryption_key="bm90LXRoZS1kZXYta2V5LWZvci1jb25zb2xlLXJlcCE=",
         trusted_report_jwks=sandbox_keys,
-    )  # fmt: skip
+    )
     async with running(build_console(settings, jwks_loader=jwks), "http://console.production") as production:
         live = (
             await production.post(
@@ -313,4 +314,3 @@ async def test_production_takes_a_rollout_only_with_a_certified_report_from_the_
         accepted = await production.post("/rollouts", json={**body, "certification_report": certified}, headers=admin)
         assert accepted.status_code == 201, accepted.text
         await production.post(f"/rollouts/{accepted.json()['id']}/rollback", headers=admin)
-    await drop(production_db)

@@ -3,8 +3,9 @@ partner clients as admins create them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,8 @@ from console.main import build_app
 from console.settings import ConsoleSettings
 from tests.support.apps import BusinessClock, Clock, running
 from tests.support.auth_fixtures import ISSUER, basic
-from tests.support.databases import TestDatabase
+from tests.support.databases import TestDatabase, drop, migrate_to_head, recreate
+from tests.support.databases import test_database as database_for
 from tests.support.environment import nats_url, redis_url
 
 CONSOLE = "http://console.test"
@@ -44,6 +46,16 @@ async def console_app(databases: dict[str, TestDatabase], auth_app: FastAPI) -> 
     app.state.business_clock = BusinessClock(app.state.clock)  # rollout windows move; tokens keep real time
     async with running(app, CONSOLE):
         yield app
+
+
+@pytest.fixture(scope="session")
+def production_console_database(databases: dict[str, TestDatabase]) -> Iterator[TestDatabase]:
+    """A second console database, standing for production's (built once per run, by the real migrations)."""
+    db = database_for("console", "_production")
+    asyncio.run(recreate(db))
+    migrate_to_head(db)
+    yield db
+    asyncio.run(drop(db))
 
 
 @pytest.fixture

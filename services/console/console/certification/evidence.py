@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from smartpos_shared.projector import EventProjector
+from smartpos_shared.projector import projecting
 from smartpos_shared.settings import Environment
 
 from ..models import DeadLetter
@@ -73,18 +73,13 @@ async def evidence_projection(app: FastAPI) -> AsyncIterator[None]:
     if settings.env is Environment.production:  # certification happens in the sandbox
         yield
         return
-    projector = EventProjector(
-        app.state.sessionmaker,
-        app.state.nats,
+    async with projecting(
+        app,
         subject=EVERY_EVENT,
         durable=settings.evidence_projector_durable,
         apply=apply_event,
         dead_letter_model=DeadLetter,
         start_at_new=settings.evidence_projector_start == "new",
         inactive_seconds=settings.evidence_projector_inactive_seconds,
-    )
-    await projector.start()
-    try:
+    ):
         yield
-    finally:
-        await projector.stop()

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from smartpos_shared.projector import EventProjector
+from smartpos_shared.projector import projecting
 
 from ..models import DeadLetter
 from ..settings import AuthSettings
@@ -48,18 +48,13 @@ async def apply_rollout_event(session: AsyncSession, event: dict[str, Any], stre
 @asynccontextmanager
 async def rollout_projection(app: FastAPI) -> AsyncIterator[None]:
     settings: AuthSettings = app.state.settings
-    projector = EventProjector(
-        app.state.sessionmaker,
-        app.state.nats,
+    async with projecting(
+        app,
         subject=ROLLOUT_EVENTS,
         durable=f"{settings.store_projector_durable}-rollouts",
         apply=apply_rollout_event,
         dead_letter_model=DeadLetter,
         start_at_new=settings.store_projector_start == "new",
         inactive_seconds=settings.store_projector_inactive_seconds,
-    )
-    await projector.start()
-    try:
+    ):
         yield
-    finally:
-        await projector.stop()

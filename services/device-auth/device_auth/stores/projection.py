@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from smartpos_shared.projector import EventProjector
+from smartpos_shared.projector import projecting
 
 from ..models import DeadLetter
 from ..settings import AuthSettings
@@ -25,18 +25,13 @@ async def apply_store_created(session: AsyncSession, event: dict[str, Any], stre
 @asynccontextmanager
 async def store_projection(app: FastAPI) -> AsyncIterator[None]:
     settings: AuthSettings = app.state.settings
-    projector = EventProjector(
-        app.state.sessionmaker,
-        app.state.nats,
+    async with projecting(
+        app,
         subject=STORE_CREATED,
         durable=settings.store_projector_durable,
         apply=apply_store_created,
         dead_letter_model=DeadLetter,
         start_at_new=settings.store_projector_start == "new",
         inactive_seconds=settings.store_projector_inactive_seconds,
-    )
-    await projector.start()
-    try:
+    ):
         yield
-    finally:
-        await projector.stop()
