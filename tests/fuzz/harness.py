@@ -142,7 +142,15 @@ def config(settings: FuzzSettings) -> schemathesis.Config:
             # Not available per operation in the pytest API; the seeded ids below stand in for its links.
             "stateful": {"enabled": False},
         },
-        "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+        "checks": {
+            "enabled": False,
+            **{name: {"enabled": True} for name in CHECKS},
+            # A schema-violating body over the 64 KiB body limit is refused before it is read: 413 is a rejection.
+            "negative_data_rejection": {
+                "enabled": True,
+                "expected-statuses": ["400", "401", "403", "404", "406", "413", "422", "428"],
+            },
+        },
         # A reproduction must show what was sent. The tokens are the test run's own, short-lived and valid only
         # on the test databases; `Target.reproduction` replaces them with a variable.
         "output": {"sanitization": {"enabled": False}},

@@ -46,9 +46,10 @@ class RolloutCreate(RequestModel):
     integration_id: Annotated[str, StringConstraints(pattern=rf"^int_{ULID}$")]
     merchant_id: Annotated[str, StringConstraints(pattern=rf"^mer_{ULID}$")]
     pilot_days: int = Field(default=5, strict=True, ge=1, le=90)
-    certification_report: Annotated[str, StringConstraints(min_length=1, max_length=65536)] | None = Field(
+    certification_report: Annotated[str, StringConstraints(min_length=1, max_length=16384)] | None = Field(
         default=None,
-        description="production: the integration's certified report from the sandbox (a JWS its report keys verify)",
+        description="production: the integration's certified report from the sandbox (a JWS its report keys verify;"
+        " at most 16 KiB, well inside the 64 KiB body limit)",
     )
 
 
