@@ -215,6 +215,7 @@ def certification_verify(
         f"VALID: run {content['run_id']} of integration {content['integration_id']} (partner {content['partner_id']}),"
         f" checklist {content['checklist']}: {content['result']} ({passed}/{len(content['cases'])} cases passed),"
         f" completed {content['completed_at']}"
+        + (f", certified {content['certified_at']}" if content.get("certified_at") else ", not certified (yet)")
     )
 
 

@@ -3,6 +3,7 @@
 smartpos terminal demo                      # a shop set up (or the device file's), then a whole day at the till
 smartpos terminal run split-tender --device-file .infra/sandbox/devices/….json
 smartpos terminal register --merchant-id mer_… --store-id sto_… --device-file till.json
+smartpos terminal certify --integration-id int_… --partner-credentials partner.json --device-file till.json
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import httpx
 import typer
 
 from smartpos_terminal import DeviceFile, DeviceKey, Terminal, TerminalError, register
+from smartpos_terminal.certification import BackOffice, PartnerConsole, walk_pos_core
 from smartpos_terminal.scenarios import SCENARIOS, Till, set_up_demo_shop
 
 from .demo import DemoError, load_admin_credentials
@@ -44,6 +46,10 @@ def _urls(portal_url: str | None, auth_url: str | None) -> tuple[str, str]:
 
 
 def _admin_token(client: httpx.Client, auth: str, credentials: Path) -> str:
+    return _client_token(client, auth, credentials, "admin")
+
+
+def _client_token(client: httpx.Client, auth: str, credentials: Path, who: str) -> str:
     admin = load_admin_credentials(credentials)
     response = client.post(
         f"{auth}/oauth/token",
@@ -51,7 +57,7 @@ def _admin_token(client: httpx.Client, auth: str, credentials: Path) -> str:
         auth=(admin["client_id"], admin["client_secret"]),
     )
     if response.status_code != 200:
-        raise DemoError(f"admin token: {response.status_code} {response.text[:300]}")
+        raise DemoError(f"{who} token: {response.status_code} {response.text[:300]}")
     return str(response.json()["access_token"])
 
 
@@ -162,3 +168,58 @@ def register_device(
     listed = tuple({"id": p["id"], "name": p["name"], "unit_price": p["unit_price"]} for p in products)
     DeviceFile(device["id"], merchant_id, store_id, key.kid, key.pem(), listed).save(device_file)
     typer.echo(f"device {device['id']} registered; device file {device_file}")
+
+
+@app.command("certify")
+def certify(
+    integration_id: Annotated[str, typer.Option(help="the integration to certify (int_…)")],
+    partner_credentials: Annotated[Path, typer.Option(help="the partner's client JSON {client_id, client_secret}")],
+    device_file: Annotated[Path, typer.Option(help="the till's device file (a sandbox merchant's store)")],
+    report_file: Annotated[Path, typer.Option(help="where to write the signed report (JWS)")] = Path("report.jws"),
+    console_url: Annotated[
+        str | None, typer.Option(help="console base URL (default http://127.0.0.1:$CONSOLE_PORT or :8003)")
+    ] = None,
+    portal_url: PortalUrl = None,
+    auth_url: AuthUrl = None,
+    credentials: Annotated[
+        Path, typer.Option(help="a merchant or admin client JSON: the back office (test clock, credit programme)")
+    ] = ADMIN_CREDENTIALS,
+) -> None:
+    """Walk every case of pos-core-v1 in the sandbox under a new certification run (with a test clock for the
+    overnight cases), complete the run and write its signed report. Exit 1 unless every case passed."""
+    portal, auth = _urls(portal_url, auth_url)
+    console = console_url or f"http://127.0.0.1:{os.environ.get('CONSOLE_PORT') or 8003}"
+    try:
+        with httpx.Client(timeout=60) as client:
+            device = DeviceFile.load(device_file)
+            partner = PartnerConsole(client, console, _client_token(client, auth, partner_credentials, "partner"))
+            run = partner.start_run(integration_id)
+            typer.echo(f"certification run {run['id']} ({run['checklist']}, {len(run['cases'])} cases)")
+            office = BackOffice(
+                client,
+                portal,
+                _client_token(client, auth, credentials, "back office"),
+                device.merchant_id,
+                certification_run=run["id"],
+            )
+            till = _till(device, portal, auth, client, run["id"])
+            walk_pos_core(till, office, device.store_id, typer.echo)
+            judged = partner.wait_judged(run["id"])
+            done = partner.complete(run["id"])
+    except (DemoError, TerminalError, RuntimeError) as exc:
+        typer.echo(f"certify failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        typer.echo(f"certify failed: {exc.request.url} does not answer. Is `make run` up?", err=True)
+        raise typer.Exit(1) from None
+    for case in done["cases"]:
+        typer.echo(f"  {case['status']:>7}  {case['id']}: {case['detail']}")
+    report_file.write_text(done["report"])
+    typer.echo(
+        f"result: {done['result']}; signed report {report_file}"
+        f" (sign-offs: POST /certification/runs/{run['id']}/approvals)"
+    )
+    if done["result"] != "passed":
+        unjudged = [c["id"] for c in judged["cases"] if c["status"] != "passed"]
+        typer.echo(f"not passed: {', '.join(unjudged)}", err=True)
+        raise typer.Exit(1)

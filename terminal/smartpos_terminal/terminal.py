@@ -60,6 +60,7 @@ class Terminal:
         self.offline_queue: list[dict[str, Any]] = []
         # A certification run (console `crt_…`): every request says so, and the sandbox tags its events with it.
         self.certification_run = certification_run
+        self.replayed = False  # whether the last answer was an idempotent replay of an earlier one
 
     # ------------------------------------------------------------------ signing in
 
@@ -81,7 +82,7 @@ class Terminal:
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": self.key.assertion(self.device_id, self.issuer),
         }
-        response = self.client.post(f"{self.auth_url}/oauth/token", data=form)
+        response = self.client.post(f"{self.auth_url}/oauth/token", data=form, headers=self._run_header())
         if response.status_code != 200:
             raise TerminalError("sign in", response)
         body = response.json()
@@ -89,6 +90,15 @@ class Terminal:
         self._expires_at = self.clock() + float(body["expires_in"])
         self.sign_ins += 1
         self.echo(f"  signed in as {self.device_id} (token for {body['expires_in']} s)")
+
+    def renew(self) -> None:
+        """Sign in again now, while the token is still valid: what `token()` does `renew_before` seconds before
+        expiry, without waiting for it."""
+        self.echo("  renewing the token before it expires")
+        self.sign_in()
+
+    def _run_header(self) -> dict[str, str]:
+        return {} if self.certification_run is None else {"SmartPOS-Certification-Run": self.certification_run}
 
     # ------------------------------------------------------------------ the API
 
@@ -101,12 +111,11 @@ class Terminal:
         body: Any = None,
         expect: Sequence[int] = (200, 201),
         money: bool = False,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token()}"}
-        if self.certification_run is not None:
-            headers["SmartPOS-Certification-Run"] = self.certification_run
-        if money:  # a retried money request must never move money twice
-            headers["Idempotency-Key"] = uuid.uuid4().hex
+        headers = {"Authorization": f"Bearer {self.token()}", **self._run_header()}
+        if money or key is not None:  # a retried money request must never move money twice
+            headers["Idempotency-Key"] = key or uuid.uuid4().hex
         response = self.client.request(method, f"{self.portal_url}{path}", json=body, headers=headers)
         if response.status_code == 401:  # revoked or expired under us: sign in again, once
             self._token = None
@@ -114,6 +123,7 @@ class Terminal:
             response = self.client.request(method, f"{self.portal_url}{path}", json=body, headers=headers)
         if response.status_code not in expect:
             raise TerminalError(what, response)
+        self.replayed = response.headers.get("Idempotent-Replayed") == "true"
         answer: dict[str, Any] = response.json()
         shown = " ".join(f"{k}={answer[k]}" for k in ("id", "status", "amount", "total_amount") if k in answer)
         self.echo(f"  {method} {path} -> {response.status_code} {shown}".rstrip())
@@ -128,9 +138,13 @@ class Terminal:
     def bill(self, order_id: str) -> dict[str, Any]:
         return self._call("POST", "/bills", "bill the order", body={"order_id": order_id}, money=True)
 
-    def pay(self, bill_id: str, amount: int, method: str = "card", **extra: Any) -> dict[str, Any]:
+    def pay(
+        self, bill_id: str, amount: int, method: str = "card", *, key: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Take a payment; `key` is the Idempotency-Key (a fresh one if not given): sending the same key again is
+        a retry, answered with the first response (`replayed` is then True)."""
         body = {"bill_id": bill_id, "amount": amount, "method": method, **extra}
-        return self._call("POST", "/payments", f"pay {amount} by {method}", body=body, money=True)
+        return self._call("POST", "/payments", f"pay {amount} by {method}", body=body, money=True, key=key)
 
     def payment(self, payment_id: str) -> dict[str, Any]:
         return self._call("GET", f"/payments/{payment_id}", "read the payment")

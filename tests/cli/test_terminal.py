@@ -14,21 +14,11 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from ulid import ULID
 
-from device_auth.clients.bootstrap import bootstrap
-from device_auth.settings import AuthSettings
 from smartpos_terminal import DeviceFile, Terminal
 from tests.support.databases import TestDatabase
 from tests.support.processes import ROOT, ServiceProcess
-
-
-@pytest.fixture(scope="module")
-def credentials(databases: dict[str, TestDatabase], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("terminal") / "admin-client.json"
-    path.write_text(json.dumps(asyncio.run(bootstrap(AuthSettings(database_url=databases["device-auth"].url)))))
-    return path
 
 
 def smartpos(*args: str) -> subprocess.CompletedProcess[str]:

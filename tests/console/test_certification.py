@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ async def test_cases_are_judged_from_the_platforms_events(
         assert cases[case]["evidence"] and all(e.startswith("evt_") for e in cases[case]["evidence"])
     assert cases["sale_by_card"]["detail"].startswith(f"bill {card['id']}")
     assert cases["partial_refund"]["status"] == "pending"  # nothing shown yet
-    assert "not judged yet" in cases["token_renewed"]["detail"]
+    assert cases["token_renewed"]["status"] == "pending"  # the fixture signs in without the run header
 
     # Sales made without the header belong to no run: another run sees nothing of them.
     other = (
@@ -129,6 +130,63 @@ async def test_cases_are_judged_from_the_platforms_events(
     assert (
         await console.post("/certification/runs", json={"integration_id": integration["id"]}, headers=stranger.headers)
     ).status_code == 404
+
+
+async def test_a_skipped_or_faked_case_fails_alone_with_its_evidence(
+    console: httpx.AsyncClient, portal: httpx.AsyncClient, make_partner: MakePartner, tenant: Tenant
+) -> None:
+    """The partner's till does the money cases, then fakes two: it resends its offline sales under new client ids
+    (the same sales created twice) and refunds a card payment the gateway never hears of (no webhook ever comes).
+    It skips the rest. At completion exactly the faked and skipped cases fail, each saying why, with evidence."""
+    partner = await make_partner()
+    integration = (
+        await console.post("/integrations", json={"name": "Fake Till", "version": "0.9"}, headers=partner.headers)
+    ).json()
+    run = (
+        await console.post("/certification/runs", json={"integration_id": integration["id"]}, headers=partner.headers)
+    ).json()
+    as_run = {**tenant.as_device, HEADER: run["id"]}
+    card = await a_till_session(portal, tenant, run["id"])
+    paid = (await portal.get(f"/payments?bill_id={card['id']}", headers=tenant.as_device)).json()["items"][0]
+    refund = await portal.post("/refunds", json={"payment_id": paid["id"], "amount": 100},
+                               headers={**as_run, "Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+    assert refund.status_code == 201 and refund.json()["status"] == "pending", refund.text  # and no webhook, ever
+
+    taken_at = datetime.now(UTC).isoformat()
+    sale = {"taken_at": taken_at, "items": [{"product_id": tenant.products[0]["id"], "quantity": 2}]}
+    first = await portal.post("/sync", json={"orders": [{**sale, "client_order_id": "till-a-1"}]}, headers=as_run)
+    resent = await portal.post("/sync", json={"orders": [{**sale, "client_order_id": "till-a-1-again"}]},
+                               headers=as_run)  # fmt: skip
+    assert [r["status"] for r in first.json()["results"] + resent.json()["results"]] == ["created", "created"]
+    twice = [first.json()["results"][0]["order_id"], resent.json()["results"][0]["order_id"]]
+
+    await until_passed(console, partner, run["id"], {"sale_by_cash", "sale_by_card", "split_tender",
+                                                     "void_before_capture"})  # fmt: skip
+    await asyncio.sleep(0.5)  # the last events (the sync's, the refund's) projected too
+    completed = await console.post(f"/certification/runs/{run['id']}/complete", headers=partner.headers)
+    assert completed.status_code == 200, completed.text
+    body = completed.json()
+    cases = {c["id"]: c for c in body["cases"]}
+    assert body["result"] == "failed"
+    assert {k for k, c in cases.items() if c["status"] == "passed"} == {
+        "sale_by_card", "sale_by_cash", "split_tender", "void_before_capture"
+    }  # fmt: skip
+    faked = cases["offline_forwarded"]
+    assert faked["status"] == "failed" and "created twice" in faked["detail"], faked
+    assert all(order_id in faked["detail"] for order_id in twice) and len(faked["evidence"]) == 2
+    for case in ("partial_refund", "full_refund"):
+        assert cases[case]["status"] == "failed", cases[case]
+        assert (
+            refund.json()["id"] in cases[case]["detail"] and "never confirmed by the gateway" in cases[case]["detail"]
+        )
+        assert len(cases[case]["evidence"]) == 1
+    for skipped in ("declined_then_good", "idempotent_retry", "token_renewed", "shift_closed", "close_of_business",
+                    "credits_reallocated"):  # fmt: skip
+        assert cases[skipped]["status"] == "failed" and cases[skipped]["detail"].startswith("no "), cases[skipped]
+
+    # The evidence is the platform's own events: the report page shows them beside each verdict.
+    page = await console.get(f"/certification/runs/{run['id']}/report.html", headers=partner.headers)
+    assert page.status_code == 200 and faked["evidence"][0] in page.text
 
 
 def smartpos(*args: str) -> subprocess.CompletedProcess[str]:

@@ -172,33 +172,37 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
         close = ["add_column"] * 3 + ["add_index"] * 9 + ["add_table"] * 3 + reconciliations
         offline = ["add_column"] * 10 + ["add_index"] * 3  # client ids, offline facts, merchant limits
         refunds = ["add_column"] * 5 + ["add_index"] * 3 + ["add_table"]
-        assert run(db, "downgrade", "-1") == 0  # test clocks
+        assert run(db, "downgrade", "-1") == 0  # the clocks' certification run
+        assert drift_kinds(db) == ["add_column"]
+        assert run(db, "upgrade", "head") == 0
+        assert drift(db) == []
+        assert run(db, "downgrade", "-2") == 0  # test clocks
         assert drift_kinds(db) == sorted(clocks)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-2") == 0  # credit programmes
+        assert run(db, "downgrade", "-3") == 0  # credit programmes
         assert drift_kinds(db) == sorted(programmes)
         assert run(db, "upgrade", "head") == 0  # and forward again on the same rows
         assert drift(db) == []
-        assert run(db, "downgrade", "-3") == 0  # store credit
+        assert run(db, "downgrade", "-4") == 0  # store credit
         assert drift_kinds(db) == sorted(credit)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-4") == 0  # settlement reconciliations
+        assert run(db, "downgrade", "-5") == 0  # settlement reconciliations
         assert drift_kinds(db) == sorted(reconciliations)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
         # close of business: store business days, payments.succeeded_at; 4 indexes on busy tables; shifts
         # (3 indexes), cash movements (1), z_reports (1)
-        assert run(db, "downgrade", "-5") == 0
+        assert run(db, "downgrade", "-6") == 0
         assert drift_kinds(db) == sorted(close)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-6") == 0  # offline store-and-forward
+        assert run(db, "downgrade", "-7") == 0  # offline store-and-forward
         assert drift_kinds(db) == sorted(close + offline)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-7") == 0  # then also the refund CHECKs' validation (nothing for models)
+        assert run(db, "downgrade", "-8") == 0  # then also the refund CHECKs' validation (nothing for models)
         assert drift_kinds(db) == sorted(close + offline)
         assert run(db, "downgrade", "-1") == 0  # refunds and voids
         assert drift_kinds(db) == sorted(close + offline + refunds)
@@ -305,6 +309,7 @@ def test_downgrades_refuse_to_drop_refunds_or_terminal_ids() -> None:
                     " SELECT 'clk_1', id, now(), 'ready', 1, now(), now() FROM merchants LIMIT 1"
                 )
             )
+        assert run(db, "downgrade", "-1") == 0  # the clocks' certification run: sandbox tags, nothing refuses
         with pytest.raises(RuntimeError, match="holds rows"):
             run(db, "downgrade", "-1")  # test clocks: sandbox merchants would jump back to real time
         with engine.begin() as conn:

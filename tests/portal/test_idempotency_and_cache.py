@@ -37,6 +37,26 @@ async def test_same_key_and_body_returns_the_first_response(
     assert count == 1
     assert (await portal.get(f"/bills/{b['id']}", headers=tenant.as_device)).json()["paid_amount"] == 300
 
+    # Outside a certification run a replay writes nothing; inside one (sandbox header) it is evidence, an event.
+    run = "crt_01KAAAAAAAAAAAAAAAAAAAAAAA"
+    assert (
+        await portal.post("/payments", json=body, headers={**headers, "SmartPOS-Certification-Run": run})
+    ).json() == first.json()
+    async with portal_app.state.engine.connect() as conn:
+        replays = (
+            (
+                await conn.execute(
+                    text("SELECT payload FROM outbox WHERE type = 'request.replayed' AND subject = :p"),
+                    {"p": first.json()["id"]},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(replays) == 1 and replays[0]["certification_run"] == run
+    assert replays[0]["data"]["path"] == "/payments" and replays[0]["data"]["resource_id"] == first.json()["id"]
+    assert headers["Idempotency-Key"] not in json.dumps(replays[0])  # its digest only
+
 
 async def test_same_key_with_another_body_is_422(portal: httpx.AsyncClient, tenant: Tenant) -> None:
     order = await ring_up(portal, tenant)

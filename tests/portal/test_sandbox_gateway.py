@@ -41,11 +41,26 @@ class Deliveries(httpx.AsyncBaseTransport):
         self.seen: list[tuple[float, dict[str, Any], int, dict[str, Any]]] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(await request.aread())
+        # Recorded as it arrives: the portal may have applied it (a test polling the payment sees that) before
+        # its answer is read back here.
+        arrived, body = time.monotonic(), json.loads(await request.aread())
+        answer: dict[str, Any] = {}
+        self.seen.append((arrived, body, 0, answer))
+        index = len(self.seen) - 1
         response = await self.inner.handle_async_request(request)
         await response.aread()
-        self.seen.append((time.monotonic(), body, response.status_code, json.loads(response.content)))
+        answer.update(json.loads(response.content))
+        self.seen[index] = (arrived, body, response.status_code, answer)
         return response
+
+    async def answered(self, reference: str, timeout: float = 5.0) -> list[tuple[str, str, str]]:
+        """`of(reference)` once the portal has answered every delivery about it."""
+        deadline = time.monotonic() + timeout
+        while any(status == 0 for _, body, status, _ in self.seen if body["data"]["pgw_reference"] == reference):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        return self.of(reference)
 
     def of(self, reference: str) -> list[tuple[str, str, str]]:
         """(event id, type, the portal's outcome) of each delivery about `reference`, in arrival order."""
@@ -121,10 +136,38 @@ async def settled_status(portal: httpx.AsyncClient, tenant: Tenant, payment_id: 
 async def test_any_other_amount_is_confirmed_once(portal: httpx.AsyncClient, tenant: Tenant, sandbox: Sandbox) -> None:
     billed, payment = await card_payment(portal, tenant, 1_200)
     assert (await settled_status(portal, tenant, payment["id"], "succeeded"))["failure_reason"] is None
-    assert [(kind, outcome) for _, kind, outcome in sandbox.deliveries.of(payment["pgw_reference"])] == [
+    assert [(kind, outcome) for _, kind, outcome in await sandbox.deliveries.answered(payment["pgw_reference"])] == [
         ("payment.succeeded", "payment.succeeded")
     ]
     assert (await portal.get(f"/bills/{billed['id']}", headers=tenant.as_device)).json()["status"] == "paid"
+
+
+async def test_a_refund_ending_in_71_never_reaches_the_gateway_and_stays_pending(
+    portal: httpx.AsyncClient, tenant: Tenant, sandbox: Sandbox
+) -> None:
+    _, payment = await card_payment(portal, tenant, 1_200)
+    await settled_status(portal, tenant, payment["id"], "succeeded")
+    lost = await portal.post(
+        "/refunds",
+        json={"payment_id": payment["id"], "amount": 171},
+        headers={**tenant.as_device, "Idempotency-Key": "lost-refund"},
+    )
+    assert lost.status_code == 201 and lost.json()["status"] == "pending", lost.text
+    kept = await portal.post(
+        "/refunds",
+        json={"payment_id": payment["id"], "amount": 100},
+        headers={**tenant.as_device, "Idempotency-Key": "kept-refund"},
+    )
+    assert kept.status_code == 201, kept.text
+
+    async def settled() -> dict[str, Any] | None:
+        current = await payment_of(portal, tenant, payment["id"])
+        return current if current["refunded_amount"] == 100 else None
+
+    await until(settled)  # the other refund settled: the gateway answers, just never about this one
+    await asyncio.sleep(DELAY * 4)
+    assert (await portal.get(f"/refunds/{lost.json()['id']}", headers=tenant.as_device)).json()["status"] == "pending"
+    assert not sandbox.deliveries.of(lost.json()["pgw_reference"])
 
 
 @pytest.mark.parametrize(
@@ -165,7 +208,7 @@ async def test_a_webhook_sent_three_times_pays_once(
         return len(sandbox.deliveries.of(payment["pgw_reference"])) == 3
 
     assert await until(three)
-    seen = sandbox.deliveries.of(payment["pgw_reference"])
+    seen = await sandbox.deliveries.answered(payment["pgw_reference"])
     assert len({event_id for event_id, _, _ in seen}) == 1  # one event, delivered three times
     assert [outcome for _, _, outcome in seen] == ["payment.succeeded", "duplicate", "duplicate"]
     again = (await portal.get(f"/bills/{billed['id']}", headers=tenant.as_device)).json()
@@ -185,7 +228,7 @@ async def test_failed_then_succeeded_keeps_the_failure_and_refunds_the_capture(
     assert settled is not None, sandbox.deliveries.of(payment["pgw_reference"])
     assert (settled["status"], settled["failure_reason"]) == ("failed", "do_not_honor")
     assert settled["captured_after_void_at"] is not None  # listed for review
-    outcomes = [(kind, outcome) for _, kind, outcome in sandbox.deliveries.of(payment["pgw_reference"])]
+    outcomes = [(kind, outcome) for _, kind, outcome in await sandbox.deliveries.answered(payment["pgw_reference"])]
     assert outcomes == [("payment.failed", "payment.failed"), ("payment.succeeded", "captured_after_failure")]
     refunds = (await portal.get("/refunds", params={"payment_id": payment["id"]}, headers=tenant.as_merchant)).json()
     assert [(r["amount"], r["status"]) for r in refunds["items"]] == [(1_163, "succeeded")]

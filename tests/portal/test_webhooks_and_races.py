@@ -110,6 +110,20 @@ async def test_amount_mismatch_is_recorded_never_paid_and_answered_clearly(
     # The same event again: an event id seen before is 200 (API.md), still recorded once, still not paid.
     assert (await portal.post("/webhooks/pgw", **signed_webhook(event))).status_code == 200
     assert await _state(portal, tenant, payment) == ("pending", "unpaid", 0)
+    # Recorded as an event too, once (pilots are watched for mismatches), with what differed.
+    async with portal_app.state.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT merchant_id, store_id, subject, payload FROM outbox WHERE type = 'payment.webhook_mismatch'"
+                     " AND payload->'data'->>'gateway_event_id' = :e"),
+                {"e": event["id"]},
+            )
+        ).all()  # fmt: skip
+    assert [(r.merchant_id, r.store_id, r.subject) for r in rows] == [
+        (tenant.merchant_id, tenant.store_id, payment["id"])
+    ]
+    data = rows[0].payload["data"]
+    assert (data["expected_amount"], data["received_amount"], data["payment_id"]) == (1200, 1, payment["id"])
 
 
 async def test_out_of_order_events_are_harmless(portal: httpx.AsyncClient, tenant: Tenant) -> None:

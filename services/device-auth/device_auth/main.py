@@ -12,8 +12,10 @@ from fastapi import FastAPI
 
 from smartpos_shared.app import create_app
 from smartpos_shared.auth import token_verification
+from smartpos_shared.certification import CertificationRunMiddleware
 from smartpos_shared.events import outbox_relay_extension
 from smartpos_shared.pg import pool_extension
+from smartpos_shared.settings import Environment
 
 from .clients.endpoints import router as clients_router
 from .crypto import Vault
@@ -78,6 +80,8 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         ],
         access_log=settings.access_log,
     )
+    if settings.env is not Environment.production:
+        app.add_middleware(CertificationRunMiddleware)  # sandbox: tokens a certification run's terminals get
     return app
 
 

@@ -28,6 +28,7 @@ from smartpos_shared.pg import Db
 
 from .checkout.repository import Completion
 from .context import RequestContext
+from .sandbox.certification import observe
 from .tenancy import own_tenant
 
 RETENTION = timedelta(hours=72)
@@ -150,7 +151,9 @@ async def idempotent(
     owner = owner_of(principal)
     stored = await _claim(ctx, owner, key, request_hash(request, body))
     if stored is not None:
-        _authorize_replay(principal, orjson.loads(stored.body))
+        replayed = orjson.loads(stored.body)
+        _authorize_replay(principal, replayed)
+        await _observe_replay(ctx, request, key, stored.status, replayed)
         return Response(
             stored.body, status_code=stored.status, media_type="application/json", headers={REPLAYED_HEADER: "true"}
         )
@@ -162,6 +165,29 @@ async def idempotent(
     if not reply.recorded:
         await ctx.db.execute(COMPLETE, owner, key, reply.status, reply.body.decode())
     return Response(reply.body, status_code=reply.status, media_type="application/json")
+
+
+async def _observe_replay(ctx: RequestContext, request: Request, key: str, status: int, body: Any) -> None:
+    """In a certification run, the replay is evidence (case `idempotent_retry`): what was asked again, and the
+    resource the first answer named — which the console checks was created once."""
+    if not isinstance(body, dict) or not isinstance(body.get("merchant_id"), str):
+        return
+    await observe(
+        ctx.db,
+        source="portal",
+        event_type="request.replayed",
+        merchant_id=body["merchant_id"],
+        store_id=body.get("store_id") if isinstance(body.get("store_id"), str) else None,
+        subject=str(body.get("id", "")),
+        data={
+            "method": request.method,
+            "path": request.url.path,
+            "status": status,
+            "resource_id": body.get("id"),
+            "idempotency_key_sha256": hashlib.sha256(key.encode()).hexdigest(),
+        },
+        now=ctx.now(body["merchant_id"]),
+    )
 
 
 def _authorize_replay(principal: Principal, body: Any) -> None:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from smartpos_shared.certification import observe
 from smartpos_shared.errors import ServiceUnavailable
 from smartpos_shared.pg import DbDep
 
@@ -99,6 +101,23 @@ async def token(request: Request, db: DbDep) -> JSONResponse:
             raise OAuthError(400, "unsupported_grant_type", "only client_credentials is supported")
         client = await service.authenticate(db, form, now)
         body = await service.issue(client, now)
+        if client.merchant_id is not None:  # in a certification run (sandbox): evidence for `token_renewed`
+            await observe(
+                db,
+                source="device-auth",
+                event_type="token.issued",
+                merchant_id=client.merchant_id,
+                store_id=client.store_id,
+                subject=client.client_id,
+                data={
+                    "client_id": client.client_id,
+                    "role": client.role,
+                    "method": client.method,
+                    "issued_at": int(now),
+                    "expires_at": int(now) + int(body["expires_in"]),
+                },
+                now=datetime.fromtimestamp(now, UTC),
+            )
     except OAuthError as exc:
         return oauth_error_response(exc)
     except (AuthUnavailable, ServiceUnavailable):

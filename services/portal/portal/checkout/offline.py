@@ -20,6 +20,7 @@ from smartpos_shared.ids import new_id
 
 from ..context import RequestContext
 from ..pgw.gateway import Charge, new_reference
+from ..sandbox.certification import observe
 from ..tenancy import Tenant
 from . import errors
 from .model import OfflineTender, Payment
@@ -62,6 +63,17 @@ async def sync(ctx: RequestContext, body: SyncRequest) -> dict[str, Any]:
             results.append({"client_order_id": entry.client_order_id, "status": "rejected", "reason": exc.reason})
         except DomainError as exc:  # e.g. unknown products, payments above the total
             results.append({"client_order_id": entry.client_order_id, "status": "rejected", "reason": exc.code})
+    # In a certification run the batch is evidence (case `offline_forwarded`): a resend must create nothing new.
+    await observe(
+        ctx.db,
+        source="portal",
+        event_type="sync.forwarded",
+        merchant_id=tenant.merchant_id,
+        store_id=tenant.store_id,
+        subject=principal.subject,
+        data={"device_id": principal.subject, "results": results},
+        now=ctx.now(tenant.merchant_id),
+    )
     return {"results": results}
 
 

@@ -32,7 +32,7 @@ from smartpos_shared.pg import Db
 
 from ..tenancy import Tenant
 from . import errors
-from .model import Bill, Checkout, Event, Line, Order, Payment, Refund
+from .model import Bill, Checkout, Event, Line, Order, Payment, Refund, dumps
 from .states import BillStatus, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus
 
 SOURCE = "portal"
@@ -561,22 +561,43 @@ class CheckoutRepository:
             raise
         return True
 
-    async def record_webhook_only(self, webhook: WebhookRecord, now: datetime) -> bool:
-        """A webhook that changes no payment (ignored, mismatched): recorded once; False if already there."""
-        return (
-            await self.db.fetchval(
-                "INSERT INTO processed_webhooks (event_id, event_type, pgw_reference, payment_id, outcome, detail,"
-                " received_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING RETURNING true",
-                webhook.event_id,
-                webhook.event_type,
-                webhook.pgw_reference,
-                webhook.payment_id,
-                webhook.outcome,
-                webhook.detail.decode() if webhook.detail is not None else None,
-                now,
+    async def record_webhook_only(
+        self, webhook: WebhookRecord, now: datetime, mismatch: tuple[str | None, dict[str, Any]] | None = None
+    ) -> bool:
+        """A webhook that changes no payment (ignored, mismatched): recorded once; False if already there. A
+        mismatched one (`mismatch`: the store and what differs) is also an event, `payment.webhook_mismatch`, in
+        the same statement: pilots are watched for them (console's pilot health)."""
+        detail = webhook.detail.decode() if webhook.detail is not None else None
+        args: list[Any] = [webhook.event_id, webhook.event_type, webhook.pgw_reference, webhook.payment_id,
+                           webhook.outcome, detail, now]  # fmt: skip
+        event = ""
+        if mismatch is not None:
+            event_id = new_id("evt")
+            store_id, data = mismatch
+            payload = envelope_bytes(
+                event_id=event_id,
+                event_type="payment.webhook_mismatch",
+                source=SOURCE,
+                time=now,
+                merchant_id=self.tenant.merchant_id,
+                store_id=store_id,
+                subject=webhook.payment_id or "",
+                version=1,
+                data=dumps(data),
+            ).decode()
+            args += [event_id, self.tenant.merchant_id, store_id, payload]
+            event = (
+                ", e AS (INSERT INTO outbox (id, type, merchant_id, store_id, subject, version, payload, created_at)"
+                " SELECT $8, 'payment.webhook_mismatch', $9, $10, $4, 1, $11::jsonb, $7 FROM w RETURNING 1)"
+                f", n AS (SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM e)"
             )
-            is not None
+        found = await self.db.fetchval(
+            "WITH w AS (INSERT INTO processed_webhooks (event_id, event_type, pgw_reference, payment_id, outcome,"
+            " detail, received_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING RETURNING true)"
+            f"{event} SELECT true FROM w" + (" WHERE (SELECT count(*) FROM n) >= 0" if event else ""),
+            *args,
         )
+        return found is not None
 
 
 class _Statement:

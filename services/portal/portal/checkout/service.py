@@ -699,7 +699,15 @@ async def _apply(
         if result.outcome is WebhookOutcome.applied:
             return await repo.save(checkout, now, webhook=record(checkout, result), notify=ctx.notify_at_commit)
         # Nothing changes: the event is only recorded (once; a concurrent copy may have been first).
-        recorded.append(await repo.record_webhook_only(record(checkout, result), now))
+        mismatch = None
+        if result.outcome is WebhookOutcome.amount_mismatch:
+            payment = checkout.payment(payment_of(checkout))
+            mismatch = (
+                payment.store_id,
+                {"payment_id": payment.id, "gateway_event_id": event.id, "gateway_event_type": event.type,
+                 "pgw_reference": event.pgw_reference, **(result.detail or {})},
+            )  # fmt: skip
+        recorded.append(await repo.record_webhook_only(record(checkout, result), now, mismatch))
         return True
 
     checkout, result = await _change(

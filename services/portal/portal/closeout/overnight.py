@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from smartpos_shared.db import Transaction, make_sessionmaker
+from smartpos_shared.events import certification_run
 from smartpos_shared.pg import Db
 
 from ..checkout import service as checkout
@@ -74,7 +75,7 @@ WHERE z.merchant_id = :merchant_id AND z.store_id = :store_id
 ORDER BY z.number DESC LIMIT 7"""
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('overnight:' || :store_id, 0))"
 # The sandbox: merchants whose business time is a test clock's (portal/sandbox/clocks.py).
-CLOCKS = "SELECT merchant_id, frozen_time, status FROM test_clocks"
+CLOCKS = "SELECT merchant_id, frozen_time, status, certification_run FROM test_clocks"
 CLOCK_READY = """
 UPDATE test_clocks SET status = 'ready', version = version + 1, updated_at = now()
 WHERE merchant_id = :merchant_id AND status = 'advancing' AND frozen_time = :frozen_time"""
@@ -89,6 +90,8 @@ class DueStore:
     closes_at: time
     now: datetime  # the store's business time for this pass (its merchant's test clock's, in the sandbox)
     seal_due: bool = True  # a day is over and unsealed (else only a reconciliation is left)
+    # The certification run that advanced the merchant's test clock: the events of this store's run carry it.
+    certification_run: str | None = None
 
 
 @dataclass(slots=True)
@@ -149,6 +152,7 @@ class Overnight:
         self.concurrency = concurrency
         self.clock = clock or services.clock
         self.test_clocks = test_clocks
+        self.clock_runs: dict[str, str | None] = {}  # merchant -> the certification run that advanced its clock
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -158,7 +162,8 @@ class Overnight:
         if not self.test_clocks:
             return {}
         async with self.sessionmaker() as session:
-            rows = await session.execute(text(CLOCKS))
+            rows = (await session.execute(text(CLOCKS))).all()
+            self.clock_runs = {row.merchant_id: row.certification_run for row in rows}
             return {row.merchant_id: (row.frozen_time, row.status) for row in rows}
 
     async def due_stores(
@@ -173,7 +178,8 @@ class Overnight:
                 store_now = clocks[row.merchant_id][0] if row.merchant_id in clocks else now
                 seal_due = end + self.grace <= store_now
                 if seal_due or row.unreconciled:
-                    due.append(DueStore(row.id, row.merchant_id, day, end, row.day_closes_at, store_now, seal_due))
+                    run = self.clock_runs.get(row.merchant_id) if row.merchant_id in clocks else None
+                    due.append(DueStore(row.id, row.merchant_id, day, end, row.day_closes_at, store_now, seal_due, run))
             return due
 
     async def settle_clocks(self, merchant_id: str | None = None) -> list[str]:
@@ -207,12 +213,15 @@ class Overnight:
         async def worker() -> None:
             while not queue.empty():
                 store = queue.get_nowait()
+                tagged = certification_run.set(store.certification_run)  # this worker task's context only
                 try:
                     await self.run_store(store, store.now, result, dry_run=dry_run)
                 except Exception as exc:  # one store's failure never stops the others; the next pass retries it
                     result.failed += 1
                     STORES.labels("failed").inc()
                     log.error("overnight_store_failed", store_id=store.store_id, error=repr(exc))
+                finally:
+                    certification_run.reset(tagged)
 
         await asyncio.gather(*(worker() for _ in range(max(1, self.concurrency))))
         result.seconds = perf_counter() - started
@@ -252,6 +261,7 @@ class Overnight:
                     entries = await programmes.apply_for_new_day(
                         session, store.merchant_id, store.store_id, _next_day(sealed), now
                     )
+                    programmes.emit_entries(transaction, store.merchant_id, store.store_id, entries)
                     await session.execute(text("SELECT pg_notify('smartpos_outbox', '')"))
             result.credit_entries += len(entries)
             if self.services.wake_relay is not None:

@@ -22,7 +22,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from smartpos_shared.db import Transaction
 from smartpos_shared.ids import new_id
+
+from ..events import emit
 
 PERIODS = ("daily", "weekly", "monthly")
 
@@ -45,6 +48,22 @@ SELECT :id, :merchant_id, a.id, :kind, :amount, a.balance, :programme_id, :busin
 RETURNING id, account_id, kind, amount, balance_after, programme_id, business_date, dedupe_key"""
 APPLIED = """
 SELECT 1 FROM credit_entries WHERE account_id = :account_id AND merchant_id = :merchant_id AND dedupe_key = :key"""
+
+
+def emit_entries(transaction: Transaction, merchant_id: str, store_id: str, entries: list[dict[str, Any]]) -> None:
+    """Each programme entry the overnight run wrote is an event, `credit_entry.created`, in the same transaction
+    (services and the console see allocations and expiries as they happen; certification judges
+    "credits reallocated" from them)."""
+    for entry in entries:
+        emit(
+            transaction,
+            "credit_entry.created",
+            merchant_id=merchant_id,
+            store_id=store_id,
+            subject=str(entry["id"]),
+            version=1,
+            data={k: v for k, v in entry.items() if k != "credit_entry"},
+        )
 
 
 def starts_period(period: str, day: date) -> bool:
@@ -92,6 +111,7 @@ async def apply_for_new_day(
             written.append(
                 {
                     "credit_entry": True,
+                    "id": row.id,
                     "account_id": row.account_id,
                     "kind": row.kind,
                     "amount": row.amount,

@@ -530,6 +530,8 @@ class TestClock(Base):
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
     frozen_time: Mapped[datetime] = mapped_column()
     status: Mapped[str] = mapped_column(String)
+    # The certification run (`crt_…`) whose request last advanced the clock: the overnight run's events carry it.
+    certification_run: Mapped[str | None] = mapped_column(String)
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()

@@ -58,6 +58,7 @@ LATE_WEBHOOK_SUFFIX = 61  # confirmed `SMARTPOS_PGW_MOCK_LATE_SECONDS` (30 s) la
 TRIPLE_WEBHOOK_SUFFIX = 62  # the same confirmation (one event id) delivered three times
 FAILED_THEN_SUCCEEDED_SUFFIX = 63  # payment.failed, then payment.succeeded: the gateway captured it after all
 TIMEOUT_ON_CREATE_SUFFIX = 71  # the charge call times out (`SMARTPOS_PGW_MOCK_TIMEOUT_SECONDS`); no webhook ever
+REFUND_LOST_SUFFIX = 71  # a refund of such an amount never reaches the gateway: no webhook, it stays pending
 SETTLEMENT_MISMATCH_SUFFIX = 93  # confirmed in full, settled one minor unit short in the settlement report
 
 
@@ -173,6 +174,9 @@ class MockGateway:
             )
 
     async def refund(self, refund: RefundRequest) -> None:
+        if refund.amount % 100 == REFUND_LOST_SUFFIX:
+            log.info("pgw_mock_refund_lost", pgw_reference=refund.pgw_reference, amount=refund.amount)
+            return
         entry = SettlementEntry("refund", refund.pgw_reference, refund.amount, _business(refund.at))
         self._later(
             self._deliver(

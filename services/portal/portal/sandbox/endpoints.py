@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel
 
 from smartpos_shared.errors import Conflict, NotFound, Unprocessable
+from smartpos_shared.events import certification_run
 from smartpos_shared.ids import new_id
 from smartpos_shared.schemas import RequestModel
 
@@ -60,7 +61,8 @@ RESOLVE = "SELECT merchant_id FROM test_clocks WHERE id = $1 /* tenant-resolutio
 GET = f"SELECT {COLUMNS} FROM test_clocks WHERE id = $1 AND merchant_id = $2"  # noqa: S608 (constants only)
 ADVANCE = """
 WITH c AS (
-  UPDATE test_clocks SET frozen_time = $3, status = 'advancing', version = version + 1, updated_at = $4
+  UPDATE test_clocks SET frozen_time = $3, status = 'advancing', version = version + 1, updated_at = $4,
+                         certification_run = $5
   WHERE id = $1 AND merchant_id = $2 AND status = 'ready' AND frozen_time < $3
   RETURNING id, merchant_id, frozen_time, status, version, created_at, updated_at
 )
@@ -137,7 +139,8 @@ async def advance_clock(clock_id: ClockIdPath, body: ClockAdvance, ctx: ContextD
         raise Unprocessable("advance at most two years at a time", code="advance_too_far")
     if current["status"] != "ready":
         raise Conflict("the clock is still advancing (the overnight run is catching up)", code="test_clock_advancing")
-    row = await ctx.db.fetchrow(ADVANCE, clock_id, merchant_id, body.to, _real_now(ctx))
+    # In a certification run, the overnight run this advance causes is part of it (its events carry the run).
+    row = await ctx.db.fetchrow(ADVANCE, clock_id, merchant_id, body.to, _real_now(ctx), certification_run.get())
     if row is None:  # advanced (or deleted) by someone else since it was read
         raise Conflict("the clock changed meanwhile: read it again", code="test_clock_advancing")
     return _reply(ctx, row)
