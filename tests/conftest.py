@@ -40,6 +40,9 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
             "CONSOLE_EVIDENCE_PROJECTOR_DURABLE": f"console-evidence-test-{uuid.uuid4().hex[:12]}",
             "CONSOLE_EVIDENCE_PROJECTOR_START": "new",
             "CONSOLE_EVIDENCE_PROJECTOR_INACTIVE_SECONDS": "120",
+            "CONSOLE_PILOT_PROJECTOR_DURABLE": f"console-pilot-test-{uuid.uuid4().hex[:12]}",
+            "CONSOLE_PILOT_PROJECTOR_START": "new",
+            "CONSOLE_PILOT_PROJECTOR_INACTIVE_SECONDS": "120",
         }
     )
     return env

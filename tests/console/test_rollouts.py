@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from tests.portal.helpers import bill, pay, ring_up, webhook
 from tests.support.auth_fixtures import ISSUER, RegisteredDevice
 from tests.support.console_fixtures import MakePartner
 from tests.support.keys import DeviceKey, assertion_form
@@ -54,9 +57,99 @@ async def becomes(auth: httpx.AsyncClient, device: RegisteredDevice, wanted: int
         await asyncio.sleep(0.02)
 
 
+async def card_sales(portal: httpx.AsyncClient, tenant: Tenant, outcomes: list[str]) -> list[dict[str, Any]]:
+    """One card sale per outcome, answered by the gateway's webhook (`payment.succeeded` / `payment.failed`)."""
+    paid = []
+    for outcome in outcomes:
+        order = await ring_up(portal, tenant)
+        billed = await bill(portal, tenant, order["id"])
+        payment = (await pay(portal, tenant, billed["id"], billed["total_amount"])).json()
+        answer = await webhook(portal, f"evt_{uuid.uuid4().hex}", payment["pgw_reference"], payment["amount"], outcome)
+        assert answer.status_code == 200, answer.text
+        paid.append(payment)
+    return paid
+
+
+async def health_of(
+    console: httpx.AsyncClient, rollout_id: str, headers: dict[str, str], seen: Callable[[dict[str, Any]], bool]
+) -> Any:
+    """The pilot's health once the projector has seen what `seen` expects (events arrive within a second)."""
+    started = time.monotonic()
+    while True:
+        response = await console.get(f"/rollouts/{rollout_id}/health", headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if seen(body["metrics"]) or time.monotonic() - started > 5:
+            return body
+        await asyncio.sleep(0.05)
+
+
+async def test_a_pilots_health_comes_from_its_merchants_payment_events_and_gates_promotion(
+    console: httpx.AsyncClient,
+    console_app: FastAPI,
+    portal: httpx.AsyncClient,
+    make_partner: MakePartner,
+    make_tenant: MakeTenant,
+    admin_token: str,
+) -> None:
+    partner, stranger = await make_partner(), await make_partner()
+    integration = (
+        await console.post("/integrations", json={"name": "Watched Till", "version": "1.0"}, headers=partner.headers)
+    ).json()
+    pilot, elsewhere = await make_tenant(), await make_tenant()
+    admin = bearer(admin_token)
+    rollout = (
+        await console.post(
+            "/rollouts",
+            json={"integration_id": integration["id"], "merchant_id": pilot.merchant_id, "pilot_days": 1},
+            headers=admin,
+        )
+    ).json()
+    # At the pilot merchant: two card payments confirmed, one declined, and a webhook with another amount.
+    paid = await card_sales(portal, pilot, ["payment.succeeded", "payment.succeeded", "payment.failed"])
+    order = await ring_up(portal, pilot)
+    billed = await bill(portal, pilot, order["id"])
+    odd = (await pay(portal, pilot, billed["id"], billed["total_amount"])).json()
+    mismatch = await webhook(portal, f"evt_{uuid.uuid4().hex}", odd["pgw_reference"], odd["amount"] + 1)
+    assert mismatch.status_code == 422
+    await pay(portal, pilot, billed["id"], 1, "cash")  # cash is never the gateway's: not counted
+    await card_sales(portal, elsewhere, ["payment.failed"] * 3)  # another merchant's failures: not this pilot's
+
+    health = await health_of(
+        console, rollout["id"], admin, lambda m: m["payments"]["value"] == 4 and m["webhook_mismatches"]["value"] == 1
+        and m["payment_failure_rate"]["value"] > 0.3
+    )  # fmt: skip
+    metrics = health["metrics"]
+    assert metrics["payments"] == {"value": 4, "min": 2, "ok": True}
+    assert metrics["payment_failure_rate"]["value"] == round(1 / 3, 4) and not metrics["payment_failure_rate"]["ok"]
+    assert metrics["webhook_mismatches"] == {"value": 1, "max": 0, "ok": False}
+    assert metrics["error_rate"] == {"value": 0.0, "max": 0.01, "ok": True}  # the odd one is pending, not stuck yet
+    assert metrics["latency_p95_ms"]["ok"] and metrics["latency_p95_ms"]["value"] >= 0
+    assert health["healthy"] is False and health["pilot_over"] is False
+    assert paid[0]["merchant_id"] == health["merchant_id"] == pilot.merchant_id
+
+    # Its partner follows it; another partner does not see it.
+    assert (await console.get(f"/rollouts/{rollout['id']}/health", headers=partner.headers)).status_code == 200
+    assert (await console.get(f"/rollouts/{rollout['id']}/health", headers=stranger.headers)).status_code == 404
+
+    # After the window, an unhealthy pilot is not promoted, and says which thresholds it misses.
+    console_app.state.business_clock.offset = 86_400 + 60
+    try:
+        refused = await console.post(f"/rollouts/{rollout['id']}/promote", headers=admin)
+        later = (await console.get(f"/rollouts/{rollout['id']}/health", headers=admin)).json()
+    finally:
+        console_app.state.business_clock.offset = 0.0
+    assert (refused.status_code, code(refused)) == (409, "pilot_unhealthy")
+    assert "payment_failure_rate" in refused.json()["detail"] and "webhook_mismatches" in refused.json()["detail"]
+    # The odd payment was never answered: now long past pilot_stuck_seconds, it is an error.
+    assert later["pilot_over"] is True and later["metrics"]["error_rate"]["value"] == 0.25
+    assert (await console.get(f"/rollouts/{rollout['id']}", headers=admin)).json()["status"] == "pilot"
+
+
 async def test_a_pilot_then_a_rollback_then_a_promotion(
     auth: httpx.AsyncClient,
     console: httpx.AsyncClient,
+    portal: httpx.AsyncClient,
     console_app: FastAPI,
     make_partner: MakePartner,
     make_tenant: MakeTenant,
@@ -107,6 +200,8 @@ async def test_a_pilot_then_a_rollback_then_a_promotion(
         )
     ).json()
     await becomes(auth, till_a, 200)
+    await card_sales(portal, a, ["payment.succeeded", "payment.succeeded"])  # a healthy pilot
+    await health_of(console, again["id"], admin, lambda m: all(v["ok"] for v in m.values()))
     console_app.state.business_clock.offset = 86_400 + 60
     try:
         promoted = await console.post(f"/rollouts/{again['id']}/promote", headers=admin)

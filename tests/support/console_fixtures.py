@@ -40,6 +40,10 @@ async def console_app(databases: dict[str, TestDatabase], auth_app: FastAPI) -> 
         evidence_projector_durable=f"console-evidence-test-{uuid.uuid4().hex[:12]}",
         evidence_projector_start="new",
         evidence_projector_inactive_seconds=900,
+        pilot_projector_durable=f"console-pilot-test-{uuid.uuid4().hex[:12]}",
+        pilot_projector_start="new",
+        pilot_projector_inactive_seconds=900,
+        pilot_min_payments=2,  # the tests' pilots take a handful of payments, not a shop's week
     )
     app = build_app(settings, jwks_loader=jwks)
     app.state.clock = Clock()

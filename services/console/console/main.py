@@ -23,6 +23,7 @@ from .certification.report import ReportKeys
 from .integrations.endpoints import router as integrations_router
 from .models import OutboxEvent
 from .rollouts.endpoints import router as rollouts_router
+from .rollouts.health import pilot_health_projection
 from .settings import ConsoleSettings
 
 ROLES = frozenset({Role.partner, Role.admin})
@@ -48,6 +49,7 @@ def build_app(settings: ConsoleSettings | None = None, jwks_loader: JwksLoader |
             token_verification(jwks_loader, roles=ROLES),
             outbox_relay_extension(OutboxEvent),
             evidence_projection,
+            pilot_health_projection,
             report_keys(settings),
         ],
         access_log=settings.access_log,

@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from smartpos_shared.db import ServiceBase, service_metadata
@@ -88,6 +88,23 @@ class Rollout(Base):
     promoted_at: Mapped[datetime | None] = mapped_column()
     rolled_back_at: Mapped[datetime | None] = mapped_column()
     version: Mapped[int] = mapped_column(Integer)
+
+
+class PilotPayment(Base):
+    """A card or qr payment at a pilot's merchant during the pilot, as the event stream showed it: what the pilot's
+    health is computed from (console/rollouts/health.py). Cash never waits on the gateway and is not counted."""
+
+    __tablename__ = "pilot_payments"
+
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(String, primary_key=True)
+    method: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None] = mapped_column()  # the payment.created event's time
+    settled_at: Mapped[datetime | None] = mapped_column()  # its first final answer (succeeded, failed, canceled)
+    # Events of gateway webhooks that contradicted the platform (a capture after a failure or void, another
+    # amount), by event id: a redelivered event counts once.
+    mismatch_events: Mapped[list[str]] = mapped_column(ARRAY(String), server_default=text("'{}'"))
 
 
 class OutboxEvent(OutboxMixin, Base):

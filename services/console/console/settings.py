@@ -32,6 +32,17 @@ class ConsoleSettings(ServiceSettings):
     evidence_projector_durable: str = "console-evidence"
     evidence_projector_start: Literal["all", "new"] = "all"
     evidence_projector_inactive_seconds: float | None = None
+    # Pilot health (console/rollouts/health.py): the payment events of pilot merchants, and the thresholds a pilot
+    # must meet to be promoted.
+    pilot_projector_durable: str = "console-pilot-health"
+    pilot_projector_start: Literal["all", "new"] = "all"
+    pilot_projector_inactive_seconds: float | None = None
+    pilot_min_payments: int = Field(default=20, ge=0)
+    pilot_max_failure_rate: float = Field(default=0.2, ge=0, le=1)
+    pilot_max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    pilot_max_webhook_mismatches: int = Field(default=0, ge=0)
+    pilot_max_latency_p95_ms: float = Field(default=3000, gt=0)
+    pilot_stuck_seconds: int = Field(default=300, gt=0)
 
     def production_problems(self) -> list[str]:
         problems = super().production_problems()

@@ -30,6 +30,7 @@ from ..clock import now_of
 from ..errors import COMMON_ERRORS
 from ..models import OutboxEvent
 from ..settings import ConsoleSettings
+from .health import health as pilot_health
 
 ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 router = APIRouter(prefix="/rollouts", tags=["rollouts"], responses=COMMON_ERRORS)
@@ -175,8 +176,7 @@ async def _read(session: AsyncSession, rollout_id: str, *, lock: bool = False) -
     return dict(row._mapping)
 
 
-@router.get("/{rollout_id}", response_model=RolloutPublic, responses=NOT_FOUND, summary="Get a rollout")
-async def get_rollout(rollout_id: RolloutIdPath, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
+async def _readable(session: AsyncSession, principal: Principal, rollout_id: str) -> dict[str, Any]:
     row = await _read(session, rollout_id)
     if principal.role is Role.partner:  # the integration's own partner may follow it
         owner = await session.execute(
@@ -185,6 +185,49 @@ async def get_rollout(rollout_id: RolloutIdPath, principal: PrincipalDep, sessio
         if owner.scalar_one_or_none() != principal.subject:
             raise NotFound("rollout not found")
     return row
+
+
+@router.get("/{rollout_id}", response_model=RolloutPublic, responses=NOT_FOUND, summary="Get a rollout")
+async def get_rollout(rollout_id: RolloutIdPath, principal: PrincipalDep, session: SessionDep) -> dict[str, Any]:
+    return await _readable(session, principal, rollout_id)
+
+
+class Metric(BaseModel):
+    value: float | None = Field(default=None, description="absent while nothing was measured (no answered payment)")
+    max: float | None = Field(default=None, description="the threshold it must not exceed")
+    min: float | None = Field(default=None, description="the threshold it must reach")
+    ok: bool
+
+
+class HealthWindow(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+
+class RolloutHealth(BaseModel):
+    rollout_id: str
+    merchant_id: str
+    status: str
+    window: HealthWindow
+    pilot_over: bool
+    metrics: dict[str, Metric]
+    healthy: bool
+
+
+@router.get(
+    "/{rollout_id}/health",
+    response_model=RolloutHealth,
+    response_model_by_alias=True,
+    response_model_exclude_none=True,
+    responses=NOT_FOUND,
+    summary="The pilot's health from the event stream: payments, failure rate, error rate, webhook mismatches, p95"
+    " latency, each against its threshold",
+)
+async def rollout_health(
+    rollout_id: RolloutIdPath, principal: PrincipalDep, session: SessionDep, request: Request
+) -> dict[str, Any]:
+    row = await _readable(session, principal, rollout_id)
+    return await pilot_health(session, row, request.app.state.settings, now_of(request))
 
 
 async def _change(
@@ -203,6 +246,11 @@ async def _change(
         raise Conflict(f"the rollout is {row['status']}", code=f"rollout_{row['status']}")
     if what == "promoted" and now < row["pilot_ends_at"]:
         raise Conflict(f"the pilot runs until {row['pilot_ends_at'].isoformat()}", code="pilot_not_over")
+    if what == "promoted":
+        checked = await pilot_health(session, row, request.app.state.settings, now)
+        failing = sorted(name for name, metric in checked["metrics"].items() if not metric["ok"])
+        if failing:
+            raise Conflict(f"the pilot is not healthy: {', '.join(failing)}", code="pilot_unhealthy")
     row.update(status=status_to, version=row["version"] + 1)
     row["promoted_at" if what == "promoted" else "rolled_back_at"] = now
     await session.execute(
@@ -220,7 +268,8 @@ async def _change(
     "/{rollout_id}/promote",
     response_model=RolloutPublic,
     responses={**NOT_FOUND, **CONFLICT},
-    summary="Make a piloted integration live for every merchant, once the pilot window is over (admins)",
+    summary="Make a piloted integration live for every merchant, once the pilot window is over and its health meets"
+    " every threshold (admins)",
 )
 async def promote(
     rollout_id: RolloutIdPath, principal: AdminDep, transaction: TransactionDep, request: Request
