@@ -61,6 +61,17 @@ def bootstrap() -> None:
     typer.echo(json.dumps(credentials, separators=(", ", ": ")))
 
 
+@admin.command("create-operator")
+def create_operator(
+    name: Annotated[str, typer.Option(help="who the operator is (shown in the audit log's clients)")],
+) -> None:
+    """Create another admin client, for another operator, straight against device-auth's database
+    (AUTH_DATABASE_URL); prints {"client_id", "client_secret"} once. Admin tokens cannot create admins."""
+    from device_auth.clients.bootstrap import create_operator as run_create
+
+    typer.echo(json.dumps(asyncio.run(run_create(name)), separators=(", ", ": ")))
+
+
 ADMIN_CREDENTIALS = Path(".infra") / "admin-client.json"  # written by `make run`
 
 
@@ -216,6 +227,67 @@ def certification_verify(
         f" checklist {content['checklist']}: {content['result']} ({passed}/{len(content['cases'])} cases passed),"
         f" completed {content['completed_at']}"
         + (f", certified {content['certified_at']}" if content.get("certified_at") else ", not certified (yet)")
+    )
+
+
+config = typer.Typer(help="merchant configuration (staging -> production)", no_args_is_help=True)
+app.add_typer(config, name="config")
+
+
+@config.callback()
+def _config() -> None:
+    """Merchant configuration as a document, promoted between environments through change requests."""
+
+
+@config.command("export")
+def config_export(
+    merchant_id: Annotated[str, typer.Option(help="the merchant whose configuration to export (mer_…)")],
+    out: Annotated[Path, typer.Option(help="where to write the bundle (JSON)")] = Path("config-bundle.json"),
+    portal_url: Annotated[
+        str | None, typer.Option(help="portal base URL (default http://127.0.0.1:$PORTAL_PORT or :8000)")
+    ] = None,
+    auth_url: Annotated[
+        str | None, typer.Option(help="device-auth base URL (default http://127.0.0.1:$AUTH_PORT or :8002)")
+    ] = None,
+    credentials: Annotated[Path, typer.Option(help="an admin (or that merchant's) client JSON")] = Path(
+        ".infra/admin-client.json"
+    ),
+) -> None:
+    """Write a merchant's live configuration as a bundle: what `POST /change-requests` takes in another
+    environment (its `bundle`)."""
+    from datetime import UTC, datetime
+
+    from .demo import DemoError
+    from .terminal import _client_token, _urls
+
+    portal, auth = _urls(portal_url, auth_url)
+    try:
+        with httpx.Client(timeout=30) as client:
+            token = _client_token(client, auth, credentials, "export")
+            response = client.get(
+                f"{portal}/config", params={"merchant_id": merchant_id}, headers={"Authorization": f"Bearer {token}"}
+            )
+    except (DemoError, httpx.TransportError) as exc:
+        typer.echo(f"export failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        typer.echo(f"export failed: {response.status_code} {response.text[:300]}", err=True)
+        raise typer.Exit(1)
+    live = response.json()
+    bundle = {
+        "exported_from": {
+            "portal_url": portal,
+            "merchant_id": merchant_id,
+            "version": live["version"],
+            "checksum": live["checksum"],
+            "exported_at": datetime.now(UTC).isoformat(),
+        },
+        "document": live["document"],
+    }
+    out.write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+    typer.echo(
+        f"exported {merchant_id} (version {live['version']}, checksum {live['checksum'][:16]}…,"
+        f" {len(live['document']['catalog'])} catalog items) to {out}"
     )
 
 

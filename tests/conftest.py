@@ -43,6 +43,9 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
             "CONSOLE_PILOT_PROJECTOR_DURABLE": f"console-pilot-test-{uuid.uuid4().hex[:12]}",
             "CONSOLE_PILOT_PROJECTOR_START": "new",
             "CONSOLE_PILOT_PROJECTOR_INACTIVE_SECONDS": "120",
+            "CONSOLE_AUDIT_PROJECTOR_DURABLE": f"console-audit-test-{uuid.uuid4().hex[:12]}",
+            "CONSOLE_AUDIT_PROJECTOR_START": "new",
+            "CONSOLE_AUDIT_PROJECTOR_INACTIVE_SECONDS": "120",
         }
     )
     return env

@@ -164,7 +164,9 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
             before = fingerprint(conn)
         # store business days, payments.succeeded_at; 4 indexes on busy tables; shifts (3 indexes), cash
         # movements (1), z_reports (1)
-        clocks = ["add_table"]  # test clocks
+        # products.active; merchant_configs, change_requests (2 indexes), change_request_approvals
+        config = ["add_column", "add_table", "add_table", "add_index", "add_index", "add_table"]
+        clocks = [*config, "add_table"]  # test clocks (and what came after them)
         programmes = [*clocks, "add_table", "add_table"] + ["add_index"] * 2 + ["add_column"] * 3  # + enrolments, keys
         # accounts, the ledger, programmes, enrolments (whole tables missing: their indexes, not their columns)
         credit = [*clocks] + ["add_table"] * 4 + ["add_index"] * 6
@@ -172,37 +174,41 @@ def test_seed_cycle_base_head_minus_one_head_with_verify_and_rows() -> None:
         close = ["add_column"] * 3 + ["add_index"] * 9 + ["add_table"] * 3 + reconciliations
         offline = ["add_column"] * 10 + ["add_index"] * 3  # client ids, offline facts, merchant limits
         refunds = ["add_column"] * 5 + ["add_index"] * 3 + ["add_table"]
-        assert run(db, "downgrade", "-1") == 0  # the clocks' certification run
-        assert drift_kinds(db) == ["add_column"]
+        assert run(db, "downgrade", "-1") == 0  # configuration promotion
+        assert drift_kinds(db) == sorted(config)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-2") == 0  # test clocks
+        assert run(db, "downgrade", "-2") == 0  # the clocks' certification run (and configuration promotion)
+        assert drift_kinds(db) == sorted([*config, "add_column"])
+        assert run(db, "upgrade", "head") == 0
+        assert drift(db) == []
+        assert run(db, "downgrade", "-3") == 0  # test clocks
         assert drift_kinds(db) == sorted(clocks)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-3") == 0  # credit programmes
+        assert run(db, "downgrade", "-4") == 0  # credit programmes
         assert drift_kinds(db) == sorted(programmes)
         assert run(db, "upgrade", "head") == 0  # and forward again on the same rows
         assert drift(db) == []
-        assert run(db, "downgrade", "-4") == 0  # store credit
+        assert run(db, "downgrade", "-5") == 0  # store credit
         assert drift_kinds(db) == sorted(credit)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-5") == 0  # settlement reconciliations
+        assert run(db, "downgrade", "-6") == 0  # settlement reconciliations
         assert drift_kinds(db) == sorted(reconciliations)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
         # close of business: store business days, payments.succeeded_at; 4 indexes on busy tables; shifts
         # (3 indexes), cash movements (1), z_reports (1)
-        assert run(db, "downgrade", "-6") == 0
+        assert run(db, "downgrade", "-7") == 0
         assert drift_kinds(db) == sorted(close)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-7") == 0  # offline store-and-forward
+        assert run(db, "downgrade", "-8") == 0  # offline store-and-forward
         assert drift_kinds(db) == sorted(close + offline)
         assert run(db, "upgrade", "head") == 0
         assert drift(db) == []
-        assert run(db, "downgrade", "-8") == 0  # then also the refund CHECKs' validation (nothing for models)
+        assert run(db, "downgrade", "-9") == 0  # then also the refund CHECKs' validation (nothing for models)
         assert drift_kinds(db) == sorted(close + offline)
         assert run(db, "downgrade", "-1") == 0  # refunds and voids
         assert drift_kinds(db) == sorted(close + offline + refunds)
@@ -309,7 +315,25 @@ def test_downgrades_refuse_to_drop_refunds_or_terminal_ids() -> None:
                     " SELECT 'clk_1', id, now(), 'ready', 1, now(), now() FROM merchants LIMIT 1"
                 )
             )
-        assert run(db, "downgrade", "-1") == 0  # the clocks' certification run: sandbox tags, nothing refuses
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO change_requests (id, merchant_id, author_id, status, bundle, checksum, base,"
+                    " base_checksum, diff, approvals_required, created_at, version)"
+                    " SELECT 'chg_1', id, 'cli_a', 'pending_approval', '{}', 'x', '{}', 'x', '[]', 2, now(), 1"
+                    " FROM merchants LIMIT 1"
+                )
+            )
+        with pytest.raises(RuntimeError, match="holds rows"):
+            run(db, "downgrade", "-1")  # change requests: the record of what changed production
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM change_requests"))
+            conn.execute(text("UPDATE products SET active = false WHERE id = (SELECT min(id) FROM products)"))
+        with pytest.raises(RuntimeError, match="sold again"):
+            run(db, "downgrade", "-1")  # a product the configuration dropped would be sold again
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE products SET active = true"))
+        assert run(db, "downgrade", "-2") == 0  # configuration promotion; the clocks' certification run
         with pytest.raises(RuntimeError, match="holds rows"):
             run(db, "downgrade", "-1")  # test clocks: sandbox merchants would jump back to real time
         with engine.begin() as conn:

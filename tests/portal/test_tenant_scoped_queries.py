@@ -18,7 +18,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
+from device_auth.clients.service import create_operator_admin
 from tests.portal.helpers import bill, pay, ring_up, webhook
+from tests.support.auth_fixtures import basic
 from tests.support.portal_fixtures import MakeTenant, bearer
 
 TENANT_TABLES = (
@@ -37,6 +39,9 @@ TENANT_TABLES = (
     "credit_entries",
     "credit_programmes",
     "credit_enrolments",
+    "merchant_configs",
+    "change_requests",
+    "change_request_approvals",
 )
 _TOUCHES = re.compile(rf"\b(?:from|join|update|into)\s+(?:{'|'.join(TENANT_TABLES)})\b", re.I)
 _RESOLUTION = "/* tenant-resolution */"
@@ -97,11 +102,25 @@ def test_the_check_flags_an_unscoped_query() -> None:
     )
 
 
+async def reviewer(auth: httpx.AsyncClient, auth_app: FastAPI) -> dict[str, str]:
+    """Another operator's admin token (admins are made against device-auth's database, never by an admin token)."""
+    async with auth_app.state.sessionmaker() as session, session.begin():
+        client_id, secret = await create_operator_admin(session, "reviewer")
+    token = await auth.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=basic(client_id, secret))
+    return bearer(token.json()["access_token"])
+
+
 async def test_every_portal_query_for_a_tenant_names_its_merchant(
-    portal: httpx.AsyncClient, make_tenant: MakeTenant, admin_token: str, recorded: Recorder
+    portal: httpx.AsyncClient,
+    auth: httpx.AsyncClient,
+    auth_app: FastAPI,
+    make_tenant: MakeTenant,
+    admin_token: str,
+    recorded: Recorder,
 ) -> None:
     a, b = await make_tenant(), await make_tenant()
     admin = bearer(admin_token)
+    reviewers = [await reviewer(auth, auth_app), await reviewer(auth, auth_app)]
     recorded.statements.clear()  # tenants made; from here on, every request of a working day
     order = await ring_up(portal, a)
     card = await bill(portal, a, order["id"])
@@ -173,6 +192,19 @@ async def test_every_portal_query_for_a_tenant_names_its_merchant(
         await portal.get(path, headers=admin, params={"merchant_id": a.merchant_id} if "/" not in path[1:] else None)
     await portal.post("/products", json={"name": "tea", "unit_price": 300}, headers=a.as_merchant)
     await portal.post("/stores", json={"name": "annex"}, headers=a.as_merchant)
+    # Configuration: read, proposed, approved twice (applied at once), read back, reverted.
+    document = (await portal.get("/config", headers=a.as_merchant)).json()["document"]
+    change = await portal.post(
+        "/change-requests",
+        json={"merchant_id": a.merchant_id, "bundle": {"document": {**document, "receipt_text": "thanks"}}},
+        headers=admin,
+    )
+    for headers in reviewers:
+        await portal.post(f"/change-requests/{change.json()['id']}/approvals", headers=headers)
+    await portal.get(f"/change-requests/{change.json()['id']}", headers=admin)
+    await portal.get("/config", headers=admin, params={"merchant_id": a.merchant_id})
+    reverted = await portal.post(f"/change-requests/{change.json()['id']}/revert", headers=admin)
+    assert reverted.status_code == 200 and reverted.json()["status"] == "reverted", reverted.text
     assert redeemed.status_code == 201, redeemed.text
     assert programme.status_code == 201, programme.text
     assert len(recorded.statements) > 40, "the flow ran"

@@ -43,6 +43,9 @@ async def console_app(databases: dict[str, TestDatabase], auth_app: FastAPI) -> 
         pilot_projector_durable=f"console-pilot-test-{uuid.uuid4().hex[:12]}",
         pilot_projector_start="new",
         pilot_projector_inactive_seconds=900,
+        audit_projector_durable=f"console-audit-test-{uuid.uuid4().hex[:12]}",
+        audit_projector_start="new",
+        audit_projector_inactive_seconds=900,
         pilot_min_payments=2,  # the tests' pilots take a handful of payments, not a shop's week
     )
     app = build_app(settings, jwks_loader=jwks)

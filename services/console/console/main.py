@@ -16,6 +16,7 @@ from smartpos_shared.auth import JwksLoader, Role, token_verification
 from smartpos_shared.events import outbox_relay_extension
 
 from .audit.endpoints import router as audit_router
+from .audit.projection import audit_projection
 from .certification.endpoints import router as certification_router
 from .certification.evidence import evidence_projection
 from .certification.keys_endpoints import router as report_keys_router
@@ -50,6 +51,7 @@ def build_app(settings: ConsoleSettings | None = None, jwks_loader: JwksLoader |
             outbox_relay_extension(OutboxEvent),
             evidence_projection,
             pilot_health_projection,
+            audit_projection,
             report_keys(settings),
         ],
         access_log=settings.access_log,

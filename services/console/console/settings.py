@@ -32,6 +32,10 @@ class ConsoleSettings(ServiceSettings):
     evidence_projector_durable: str = "console-evidence"
     evidence_projector_start: Literal["all", "new"] = "all"
     evidence_projector_inactive_seconds: float | None = None
+    # The audit trail of other services' reviewed changes (console/audit/projection.py).
+    audit_projector_durable: str = "console-audit"
+    audit_projector_start: Literal["all", "new"] = "all"
+    audit_projector_inactive_seconds: float | None = None
     # Pilot health (console/rollouts/health.py): the payment events of pilot merchants, and the thresholds a pilot
     # must meet to be promoted.
     pilot_projector_durable: str = "console-pilot-health"

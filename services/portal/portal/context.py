@@ -18,6 +18,7 @@ from smartpos_shared.cache import VersionedCache
 from smartpos_shared.db import AfterCommit, run_after_commit
 from smartpos_shared.pg import Db, StatementSink
 
+from .config.methods import PaymentMethods
 from .pgw.gateway import PaymentGateway
 from .sandbox.clocks import TestClocks
 from .settings import PortalSettings
@@ -42,6 +43,7 @@ class PortalServices:
     real_clock: Clock = time.time
     # The sandbox's per-merchant test clocks (portal/sandbox/clocks.py); None in production.
     test_clocks: TestClocks | None = None
+    payment_methods: PaymentMethods | None = None  # what each merchant's configuration enables (config/methods.py)
 
     def business_now(self, merchant_id: str | None) -> datetime:
         """Business time for a merchant: its test clock's frozen time while it has one, else the clock."""

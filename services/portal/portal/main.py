@@ -18,9 +18,13 @@ from smartpos_shared.settings import Environment
 from .catalog.endpoints import router as catalog_router
 from .checkout import endpoints as checkout
 from .closeout.endpoints import router as closeout_router
+from .config.endpoints import router as config_router
+from .config.methods import CHANNEL as METHODS_CHANNEL
+from .config.methods import PaymentMethods
 from .context import PortalServices
 from .credit.endpoints import router as credit_router
 from .credit.programme_endpoints import router as programme_router
+from .followers import Follower
 from .merchants.endpoints import router as merchants_router
 from .models import OutboxEvent
 from .pgw.gateway import gateway_for
@@ -46,6 +50,9 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
     follower = ClockFollower(settings.database_url, test_clocks) if test_clocks is not None else None
     if follower is not None:
         await follower.start()
+    payment_methods = PaymentMethods()
+    methods_follower = Follower(settings.database_url, METHODS_CHANNEL, payment_methods)
+    await methods_follower.start()
     app.state.services = PortalServices(
         settings=settings,
         pool=app.state.pg_pool,
@@ -56,10 +63,12 @@ async def commerce(app: FastAPI) -> AsyncIterator[None]:
         real_clock=lambda: float(app.state.clock()),
         wake_relay=relay.wake if relay is not None else None,
         test_clocks=test_clocks,
+        payment_methods=payment_methods,
     )
     try:
         yield
     finally:
+        await methods_follower.stop()
         if follower is not None:
             await follower.stop()
         await gateway.close()
@@ -82,6 +91,7 @@ def build_app(settings: PortalSettings | None = None, jwks_loader: JwksLoader | 
             closeout_router,
             credit_router,
             programme_router,
+            config_router,
             webhooks_router,
             # Sandbox-only endpoints do not exist in production (404), API.md "Sandbox".
             *([test_clocks_router] if settings.env is not Environment.production else []),

@@ -1,7 +1,8 @@
 """The portal's scheduler process type: `python -m portal.scheduler` (Procfile `scheduler`).
 
 Every `SCHEDULER_INTERVAL_SECONDS` it makes one pass of the overnight run (portal/closeout/overnight.py) over
-every store whose business day has ended. Run as many as you like: stores are claimed with advisory locks and
+every store whose business day has ended, then applies the configuration change requests that are due
+(portal/config/changes.py). Run as many as you like: stores are claimed with advisory locks and
 every day is sealed once.
 
     python -m portal.scheduler                 # forever (SIGTERM/SIGINT stop it after the current store)
@@ -39,6 +40,7 @@ from smartpos_shared.pg import CountedStatements, create_pool
 from smartpos_shared.settings import Environment
 
 from .closeout.overnight import Overnight
+from .config import changes
 from .context import PortalServices
 from .pgw.gateway import gateway_for
 from .sandbox.clocks import ClockFollower, TestClocks
@@ -113,6 +115,8 @@ async def main(argv: list[str]) -> int:
     async with overnight(settings) as run:
         if one_pass:
             result = await run.run(dry_run=args.dry_run, merchant_id=args.merchant)
+            if not args.dry_run:
+                await changes.apply_due(run.sessionmaker, run.now())
             if args.dry_run:
                 for report in result.reports:
                     print(json.dumps(report, sort_keys=True))
@@ -130,6 +134,7 @@ async def main(argv: list[str]) -> int:
                 try:
                     await run.run(merchant_id=args.merchant)
                     await run.settle_clocks(args.merchant)
+                    await changes.apply_due(run.sessionmaker, run.now())
                 except Exception as exc:  # a pass that failed as a whole (database down): the next one retries
                     log.error("overnight_pass_failed", error=repr(exc))
                 with contextlib.suppress(TimeoutError):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import time
 from enum import StrEnum
 
 from pydantic import AliasChoices, Field
@@ -51,6 +52,10 @@ class PortalSettings(ServiceSettings):
     closeout_grace_seconds: int = 120
     # Run the outbox relay inside each API process (simple; `make run`), or not (`python -m portal.relay`).
     relay_in_process: bool = True
+    # Configuration change requests (portal/config/): approvals needed (never the author's), and the stores' local
+    # time a change `scheduled_at: "off_peak"` is applied at.
+    change_approvals: int = Field(default=2, ge=1, le=10)
+    config_off_peak_at: time = time(3, 0)
 
     def webhook_url(self) -> str:
         return self.pgw_webhook_url or f"http://127.0.0.1:{self.port}/webhooks/pgw"

@@ -54,13 +54,20 @@ async def append(
     session: AsyncSession, actor: Principal, action: str, subject: str, detail: dict[str, Any], at: datetime
 ) -> dict[str, Any]:
     """Append one entry in the caller's transaction (it commits or rolls back with the change it records)."""
+    return await append_as(session, str(actor.role), actor.subject, action, subject, detail, at)
+
+
+async def append_as(
+    session: AsyncSession, role: str, actor_id: str, action: str, subject: str, detail: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    """`append` for an actor another service names (its event says who acted: an admin, or the scheduler)."""
     await session.execute(text(LOCK))
     last = (await session.execute(text(LAST))).one_or_none()
     entry: dict[str, Any] = {
         "seq": 1 if last is None else last.seq + 1,
         "at": at.astimezone(UTC),
-        "actor_role": str(actor.role),
-        "actor_id": actor.subject,
+        "actor_role": role,
+        "actor_id": actor_id,
         "action": action,
         "subject": subject,
         "detail": detail,

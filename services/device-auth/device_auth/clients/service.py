@@ -38,6 +38,23 @@ async def create_client(session: AsyncSession, body: ClientCreate) -> ClientCrea
     )
 
 
+async def create_operator_admin(session: AsyncSession, name: str) -> tuple[str, str]:
+    """Another operator's admin client (its secret is shown once, stored as a hash only)."""
+    secret = new_client_secret()
+    client = OAuthClient(
+        id=new_id("cli"),
+        merchant_id=None,
+        role="admin",
+        name=name,
+        secret_hash=await hash_secret(secret),
+        status="active",
+        created_at=utcnow(),
+    )
+    session.add(client)
+    await session.flush()
+    return client.id, secret
+
+
 async def bootstrap_admin(session: AsyncSession, vault: Vault) -> tuple[str, str]:
     """Create the platform admin client once; later calls return the same credentials."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _BOOTSTRAP_LOCK})

@@ -27,3 +27,4 @@ class ProductPublic(BaseModel):
     unit_price: int
     currency: str
     created_at: datetime
+    active: bool = True  # false: a promoted configuration dropped it from the catalog (not sold)

@@ -23,6 +23,7 @@ def product_public(product: Product) -> ProductPublic:
         unit_price=product.unit_price,
         currency=product.currency,
         created_at=product.created_at,
+        active=product.active,
     )
 
 
@@ -41,6 +42,7 @@ async def create_product(session: AsyncSession, principal: Principal, body: Prod
         unit_price=body.unit_price,
         currency=merchant.currency,
         created_at=utcnow(),
+        active=True,
     )
     session.add(product)
     await session.flush()

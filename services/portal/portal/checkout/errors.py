@@ -51,6 +51,10 @@ class AmountExceedsRemaining(Unprocessable):
         )
 
 
+class PaymentMethodDisabled(Unprocessable):
+    code = "payment_method_disabled"
+
+
 class UnknownProducts(Unprocessable):
     code = "unknown_product"
 

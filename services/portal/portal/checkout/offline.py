@@ -134,6 +134,9 @@ async def _forward(
         return duplicate
     now = ctx.now(tenant.merchant_id)
     _check_limits(entry, limits, now)
+    methods = ctx.services.payment_methods
+    if methods is not None and any(not methods.allows(tenant.merchant_id, p.method.value) for p in entry.payments):
+        raise Rejected(errors.PaymentMethodDisabled.code)
     checkout = await _priced_order(
         repo,
         tenant,

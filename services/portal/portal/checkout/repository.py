@@ -149,7 +149,7 @@ STORE_CATALOG = """
 SELECT s.id, m.currency, p.ids, p.names, p.prices
 FROM stores s JOIN merchants m ON m.id = s.merchant_id,
 LATERAL (SELECT array_agg(id) AS ids, array_agg(name) AS names, array_agg(unit_price) AS prices
-           FROM products WHERE merchant_id = $1 AND id = ANY($3::text[])) p
+           FROM products WHERE merchant_id = $1 AND id = ANY($3::text[]) AND active) p
 WHERE s.id = $2 AND s.merchant_id = $1"""
 
 # Tenant resolution for callers without a merchant of their own (admins, the gateway). The only queries not

@@ -292,11 +292,19 @@ async def get_bill(ctx: RequestContext, bill_id: str) -> bytes:
 # ---------------------------------------------------------------------- payments
 
 
+def _method_enabled(ctx: RequestContext, merchant_id: str, method: PaymentMethod) -> None:
+    """The merchant's configuration enables the method (config/methods.py: a lookup, no statement)."""
+    methods = ctx.services.payment_methods
+    if methods is not None and not methods.allows(merchant_id, method.value):
+        raise errors.PaymentMethodDisabled(f"{method.value} payments are not enabled for this merchant")
+
+
 async def create_payment(ctx: RequestContext, body: PaymentCreate, claim: Claim | None) -> Reply:
     """Cash succeeds at once; card and qr are sent to the gateway after the commit and stay pending. With a
     `client_payment_id` already used by this merchant, the existing payment is the answer (200), or 409 if its
     content differs."""
     tenant = await tenant_for(_principal(ctx), _resolver(ctx, repository.RESOLVE_BILL, body.bill_id))
+    _method_enabled(ctx, tenant.merchant_id, body.method)
     repo = CheckoutRepository(ctx.db, tenant)
 
     def transition(checkout: Checkout, now: datetime) -> Payment:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -79,6 +80,8 @@ class Product(Base):
     unit_price: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("now()"))
+    # False once a promoted configuration dropped it from the catalog: kept (orders name it), never sold.
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
 
 class Order(Base):
@@ -574,16 +577,77 @@ class OutboxEvent(OutboxMixin, Base):
     __table_args__ = (OutboxMixin.unpublished_index(),)
 
 
+class MerchantConfig(Base):
+    """The merchant's configuration beyond its columns (portal/config/): payment methods enabled, tip options,
+    receipt text, tax rates; and the configuration's version. No row: the defaults."""
+
+    __tablename__ = "merchant_configs"
+    __table_args__ = (CheckConstraint("version >= 1", name="version"),)
+
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class ChangeRequest(Base):
+    """A proposed configuration for a merchant (`chg_`), reviewed and applied whole, or not at all."""
+
+    __tablename__ = "change_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending_approval', 'approved', 'applied', 'failed', 'reverted')", name="status"),
+        CheckConstraint("approvals_required >= 1", name="approvals_required"),
+        CheckConstraint(
+            "(status IN ('applied', 'reverted')) = (previous IS NOT NULL AND applied_at IS NOT NULL)",
+            name="applied_keeps_previous",
+        ),
+        Index("ix_change_requests_merchant_id_id", "merchant_id", "id"),
+        Index("ix_change_requests_due", "apply_at", postgresql_where=text("status = 'approved'")),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    author_id: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    bundle: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    checksum: Mapped[str] = mapped_column(String)
+    base: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    base_checksum: Mapped[str] = mapped_column(String)
+    diff: Mapped[list[Any]] = mapped_column(JSONB)
+    approvals_required: Mapped[int] = mapped_column(Integer)
+    apply_at: Mapped[datetime | None] = mapped_column()
+    previous: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    failure: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column()
+    applied_at: Mapped[datetime | None] = mapped_column()
+    reverted_at: Mapped[datetime | None] = mapped_column()
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class ChangeRequestApproval(Base):
+    __tablename__ = "change_request_approvals"
+    __table_args__ = (CheckConstraint("principal_id <> author_id", name="not_the_author"),)
+
+    change_request_id: Mapped[str] = mapped_column(ForeignKey("change_requests.id"), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String)  # the change request's: every query is scoped by it
+    principal_id: Mapped[str] = mapped_column(String, primary_key=True)
+    author_id: Mapped[str] = mapped_column(String)
+    approved_at: Mapped[datetime] = mapped_column()
+
+
 __all__ = [
     "Base",
     "Bill",
     "CashMovement",
+    "ChangeRequest",
+    "ChangeRequestApproval",
     "CreditAccount",
     "CreditEnrolment",
     "CreditEntry",
     "CreditProgramme",
     "IdempotencyKey",
     "Merchant",
+    "MerchantConfig",
     "Order",
     "OrderLine",
     "OutboxEvent",

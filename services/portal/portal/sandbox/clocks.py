@@ -16,14 +16,13 @@ Production has none of it: the endpoints are not mounted (404) and no registry e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import structlog
+
+from ..followers import Follower
 
 log = structlog.get_logger("smartpos.sandbox.clocks")
 
@@ -58,65 +57,12 @@ class TestClocks:
         self.set(merchant_id, await conn.fetchval(OF_MERCHANT, merchant_id))
 
 
-class ClockFollower:
-    """Keeps a `TestClocks` registry in step with the database: loads every clock, then LISTENs for changes
-    (reconnecting, and reloading everything after a reconnect: a notification may have been missed)."""
+class ClockFollower(Follower):
+    """Keeps a `TestClocks` registry in step with the database (channel `smartpos_test_clock`)."""
 
     def __init__(self, dsn: str, clocks: TestClocks, on_change: Callable[[str], None] | None = None) -> None:
-        self.dsn = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
+        super().__init__(dsn, CHANNEL, clocks, on_change)
         self.clocks = clocks
-        self.on_change = on_change
-        self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, wait: float = 5.0) -> None:
-        self._task = asyncio.create_task(self._follow(), name="test-clock-follower")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), wait)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self) -> None:
-        while True:
-            try:
-                conn = await asyncpg.connect(self.dsn)
-                try:
-                    lost = asyncio.Event()
-                    changed: asyncio.Queue[str] = asyncio.Queue()
-                    conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-                    await conn.add_listener(CHANNEL, lambda *args, q=changed: q.put_nowait(str(args[3])))
-                    await self.clocks.load(conn)
-                    self.ready.set()
-                    while not lost.is_set():
-                        merchant_id = await _next(changed, lost)
-                        if merchant_id is None:
-                            break
-                        await self.clocks.refresh(conn, merchant_id)
-                        if self.on_change is not None:
-                            self.on_change(merchant_id)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("test_clock_follow_failed", error=repr(exc))
-                await asyncio.sleep(1)
-
-
-async def _next(changed: asyncio.Queue[str], lost: asyncio.Event) -> str | None:
-    """The next merchant whose clock changed, or None once the connection is lost."""
-    get = asyncio.ensure_future(changed.get())
-    gone = asyncio.ensure_future(lost.wait())
-    done, pending = await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    return get.result() if get in done else None
 
 
 def clock_body(row: Mapping[str, Any]) -> dict[str, Any]:
