@@ -16,7 +16,7 @@ from ulid import ULID
 PREFIXES = frozenset(
     {"mer", "sto", "prd", "ord", "bil", "pay", "dev", "cli", "evt", "key"}
     | {"ref", "shf", "zrp", "cra", "cre", "int", "crt", "rol", "chg", "clk"}
-    | {"cmv", "crp"}
+    | {"cmv", "crp", "usr", "rtf"}
 )
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]{3})_(?P<ulid>[0-9A-HJKMNP-TV-Z]{26})$")
 

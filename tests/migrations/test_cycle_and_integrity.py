@@ -460,6 +460,18 @@ def test_device_auth_downgrade_refuses_while_devices_name_their_integration() ->
         with engine.begin() as conn:
             conn.execute(
                 text(
+                    "INSERT INTO users (id, email, password_hash, role, merchant_id, status, failed_logins,"
+                    " created_at) VALUES ('usr_1', 'a@b.example', 'x', 'admin', NULL, 'active', 0, now())"
+                )
+            )
+        with pytest.raises(RuntimeError, match="holds rows"):
+            migrate.run(auth, "downgrade", "-1", database_url=db.url)  # people would lose their sign-in
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM users"))
+        assert migrate.run(auth, "downgrade", "e52b8c1f7a43", database_url=db.url) == 0  # (users)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
                     "INSERT INTO devices (id, merchant_id, store_id, name, status, jwks, version, integration_id)"
                     " VALUES ('dev_1', 'mer_1', 'sto_1', 't', 'active', '{}', 1, 'int_1')"
                 )

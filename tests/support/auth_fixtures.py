@@ -26,6 +26,9 @@ from tests.support.environment import nats_url, redis_url
 from tests.support.keys import DeviceKey, assertion_form
 
 ISSUER = "http://auth.test"
+# The web client browsers sign in through in the tests (a public client: no secret, this exact redirect URI).
+DASHBOARD = "smartpos-dashboard"
+DASHBOARD_CALLBACK = "http://dashboard.test/callback"
 
 
 # This run's own store projector consumer, from now on, deleted when idle: not the stream's whole history.
@@ -43,6 +46,7 @@ def auth_settings(databases: dict[str, TestDatabase], **overrides: object) -> Au
         "redis_url": redis_url(),
         "nats_url": nats_url(),
         "access_log": False,
+        "web_clients": {DASHBOARD: [DASHBOARD_CALLBACK]},
         **STORE_PROJECTOR,
     }
     values.update(overrides)

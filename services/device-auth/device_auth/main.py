@@ -28,6 +28,7 @@ from .settings import AuthSettings
 from .stores.projection import store_projection
 from .tokens.endpoints import router as tokens_router
 from .tokens.service import TokenService
+from .users.endpoints import router as users_router
 
 
 @asynccontextmanager
@@ -69,7 +70,7 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         settings,
         title="SmartPOS device-auth",
         description="SmartPOS core device-auth: the OAuth 2.0 authorization server for terminals and API clients.",
-        routers=[tokens_router, devices_router, clients_router, keys_router],
+        routers=[tokens_router, devices_router, clients_router, keys_router, users_router],
         extensions=[
             pool_extension,
             keys_and_tokens,

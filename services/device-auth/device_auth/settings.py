@@ -27,6 +27,13 @@ class AuthSettings(ServiceSettings):
     # Failed token requests allowed per client per window before 429.
     failure_limit: int = 10
     failure_window_seconds: int = 60
+    # People's browser sign-in (users/): registered web clients (public: no secret) and their exact redirect URIs,
+    # as JSON {"client_id": ["https://…/callback", …]}; token lifetimes; lockout after repeated failures.
+    web_clients: dict[str, list[str]] = Field(default_factory=dict)
+    user_token_lifetime: int = 300
+    refresh_token_lifetime: int = 8 * 3600
+    login_failure_limit: int = 5
+    login_lockout_seconds: int = 900
     # A retired signing key stays in the JWKS this long (longer than any token it signed can live).
     retired_key_grace_seconds: int = 900
 

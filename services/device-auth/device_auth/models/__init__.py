@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, LargeBinary, String, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -115,6 +115,47 @@ class DeadLetter(DeadLetterMixin, Base):
     """An event the store projector gave up on after its bounded redeliveries, kept for an operator."""
 
 
+class User(Base):
+    """A person who signs in through a browser (users/): merchant staff (with their merchant) or an operator."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('merchant', 'admin')", name="role"),
+        CheckConstraint("status IN ('active', 'disabled')", name="status"),
+        CheckConstraint("(role = 'merchant') = (merchant_id IS NOT NULL)", name="merchant_staff"),
+        CheckConstraint("email = lower(email)", name="email_lower"),
+        CheckConstraint("failed_logins >= 0", name="failed_logins"),
+        UniqueConstraint("email"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    email: Mapped[str] = mapped_column(String)
+    password_hash: Mapped[str] = mapped_column(String)
+    role: Mapped[str] = mapped_column(String)
+    merchant_id: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    failed_logins: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    last_sign_in_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class RefreshToken(Base):
+    """A refresh token, by its SHA-256 only; rotated on each use, its family revoked if one is used twice."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_family_id", "family_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String, primary_key=True)
+    family_id: Mapped[str] = mapped_column(String)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    client_id: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
 class OutboxEvent(OutboxMixin, Base):
     __table_args__ = (OutboxMixin.unpublished_index(),)
 
@@ -127,5 +168,7 @@ __all__ = [
     "KnownStore",
     "OAuthClient",
     "OutboxEvent",
+    "RefreshToken",
     "SigningKey",
+    "User",
 ]

@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -90,10 +90,26 @@ class TokenRequest:
     client_id: str | None
     client_secret: str | None
     basic: tuple[str, str] | None
+    params: dict[str, str] = field(default_factory=dict)  # every parameter (the code and refresh grants' own)
 
 
 def parse_form(body: bytes, content_type: str, authorization: str | None) -> TokenRequest:
     """Strict RFC 6749 form parsing: url-encoded only, no repeated parameters."""
+    params = parse_params(body, content_type)
+    basic = _parse_basic(authorization) if authorization else None
+    return TokenRequest(
+        grant_type=params.get("grant_type"),
+        client_assertion_type=params.get("client_assertion_type"),
+        client_assertion=params.get("client_assertion"),
+        client_id=params.get("client_id"),
+        client_secret=params.get("client_secret"),
+        basic=basic,
+        params=params,
+    )
+
+
+def parse_params(body: bytes, content_type: str) -> dict[str, str]:
+    """An `application/x-www-form-urlencoded` body as a dict; a parameter sent twice is refused."""
     if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise invalid_request("the body must be application/x-www-form-urlencoded")
     try:
@@ -107,15 +123,7 @@ def parse_form(body: bytes, content_type: str, authorization: str | None) -> Tok
         if name in params:
             raise invalid_request(f"parameter {name!r} appears more than once")
         params[name] = value
-    basic = _parse_basic(authorization) if authorization else None
-    return TokenRequest(
-        grant_type=params.get("grant_type"),
-        client_assertion_type=params.get("client_assertion_type"),
-        client_assertion=params.get("client_assertion"),
-        client_id=params.get("client_id"),
-        client_secret=params.get("client_secret"),
-        basic=basic,
-    )
+    return params
 
 
 def _parse_basic(authorization: str) -> tuple[str, str] | None:
@@ -350,6 +358,31 @@ class TokenService:
         token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": "at+jwt"})
         log.info("token_issued", client_id=client.client_id, role=client.role, method=client.method)
         return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": client.role}
+
+    async def issue_for_user(
+        self, user_id: str, role: str, merchant_id: str | None, web_client: str, now: float
+    ) -> dict[str, Any]:
+        """A person's access token (browser sign-in): `sub` the user, `client_id` the web client it was issued to."""
+        lifetime = self.settings.user_token_lifetime
+        issued_at = int(now)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": user_id,
+            "aud": AUDIENCE,
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + lifetime,
+            "jti": uuid.uuid4().hex,
+            "client_id": web_client,
+            "role": role,
+            "scope": role,
+        }
+        if merchant_id is not None:
+            claims["merchant_id"] = merchant_id
+        key = await self.keyring.active()
+        token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": "at+jwt"})
+        log.info("token_issued", client_id=web_client, user_id=user_id, role=role, method="authorization_code")
+        return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": role}
 
 
 def _failure_key(client_id: str) -> str:
