@@ -11,7 +11,7 @@ $(error uv could not be found or installed (scripts/ensure-uv.sh printed no path
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight bench-seed test-fresh
+.PHONY: help sync infra browser migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight bench-seed test-fresh
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the four services and the scheduler (Ctrl-C stops them)"
@@ -34,14 +34,22 @@ run: migrate
 	@echo "[run] admin client credentials (smartpos admin bootstrap): .infra/admin-client.json"
 	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002}, console :$${CONSOLE_PORT:-8003} and the scheduler (Ctrl-C stops them all)"
 	@# Tokens name their issuer; with AUTH_PORT moved, the default issuer (port 8002) would be someone else's.
-	@SMARTPOS_AUTH_ISSUER="$${SMARTPOS_AUTH_ISSUER:-http://127.0.0.1:$${AUTH_PORT:-8002}}" $(RUN) honcho start -f Procfile
+	@# The merchant dashboard (smarttab /dashboard) signs people in through device-auth: its callback is registered.
+	@SMARTPOS_AUTH_ISSUER="$${SMARTPOS_AUTH_ISSUER:-http://127.0.0.1:$${AUTH_PORT:-8002}}" \
+	 SMARTTAB_PUBLIC_URL="$${SMARTTAB_PUBLIC_URL:-http://127.0.0.1:$${SMARTTAB_PORT:-8001}}" \
+	 AUTH_WEB_CLIENTS="$${AUTH_WEB_CLIENTS:-{\"smartpos-dashboard\": [\"http://127.0.0.1:$${SMARTTAB_PORT:-8001}/dashboard/callback\"]}}" \
+	 $(RUN) honcho start -f Procfile
 
-test: infra
+test: infra browser
 	@$(RUN) pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory lint
 
-pytest: infra
+pytest: infra browser
 	@$(RUN) pytest $(PYTEST_ARGS)
+
+# Debian's chromium for the browser tests (tests/web; Playwright drives it).
+browser: sync
+	@$(RUN) python scripts/infra.py --browser
 
 lint: sync
 	@$(RUN) ruff check .

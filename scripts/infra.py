@@ -360,12 +360,24 @@ def ensure_nats(url: str) -> None:
     wait_port(host, port, "NATS")
 
 
+def ensure_chromium() -> None:
+    """Debian's Chromium for the browser tests (Playwright drives it; its own browser download is not used)."""
+    found = shutil.which("chromium")
+    if not found:
+        apt_install("chromium")
+        found = shutil.which("chromium")
+    if not found:
+        raise SystemExit("[infra] could not install chromium")
+    say(f"chromium: {found}")
+
+
 # --------------------------------------------------------------------------- main
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report; start nothing")
+    parser.add_argument("--browser", action="store_true", help="also Debian's chromium (the browser tests)")
     args = parser.parse_args()
 
     db_urls = [os.environ.get(name) or default for name, default in DEFAULT_DB_URLS.items()]
@@ -390,6 +402,8 @@ def main() -> int:
     ensure_redis(redis_url)
     ensure_nats(nats_url)
     ensure_server_binaries()
+    if args.browser:
+        ensure_chromium()
     asyncio.run(create_databases(db_urls))
     say("infrastructure ready")
     return 0

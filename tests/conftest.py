@@ -5,10 +5,14 @@ from tests.support.environment import isolate_from_caller
 isolate_from_caller()  # before any service module reads its settings (see tests/support/environment.py)
 
 import asyncio  # noqa: E402
+import json  # noqa: E402
 import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from device_auth.clients.bootstrap import bootstrap  # noqa: E402
+from device_auth.settings import AuthSettings  # noqa: E402
 from tests.support.databases import TestDatabase, migrate_to_head, recreate, test_database  # noqa: E402
 
 
@@ -49,6 +53,14 @@ def service_env(databases: dict[str, TestDatabase]) -> dict[str, str]:
         }
     )
     return env
+
+
+@pytest.fixture(scope="module")
+def credentials(databases: dict[str, TestDatabase], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An admin client's JSON, as `make run` writes it."""
+    path = tmp_path_factory.mktemp("terminal") / "admin-client.json"
+    path.write_text(json.dumps(asyncio.run(bootstrap(AuthSettings(database_url=databases["device-auth"].url)))))
+    return path
 
 
 pytest_plugins = ["tests.support.auth_fixtures", "tests.support.portal_fixtures", "tests.support.console_fixtures"]

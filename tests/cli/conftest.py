@@ -3,25 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from device_auth.clients.bootstrap import bootstrap
-from device_auth.settings import AuthSettings
-from tests.support.databases import TestDatabase
 from tests.support.processes import ServiceProcess
-
-
-@pytest.fixture(scope="module")
-def credentials(databases: dict[str, TestDatabase], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An admin client's JSON, as `make run` writes it."""
-    path = tmp_path_factory.mktemp("terminal") / "admin-client.json"
-    path.write_text(json.dumps(asyncio.run(bootstrap(AuthSettings(database_url=databases["device-auth"].url)))))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from smartpos_shared.settings import ServiceSettings
@@ -25,3 +26,9 @@ class SmarttabSettings(ServiceSettings):
     projector_start: Literal["all", "new"] = "all"
     # Delete the durable after this long without a client (seconds); none in production.
     projector_inactive_seconds: float | None = None
+    # The merchant dashboard (web/): the address browsers use for this service (its sign-in callback is
+    # `<public_url>/dashboard/callback`, registered at device-auth as `web_client_id`'s redirect URI), and how long
+    # a signed-in session lasts (its refresh token's life at most).
+    public_url: str = "http://127.0.0.1:8001"
+    web_client_id: str = "smartpos-dashboard"
+    web_session_seconds: int = Field(default=8 * 3600, gt=0)

@@ -211,6 +211,7 @@ class RolloutHealth(BaseModel):
     window: HealthWindow
     pilot_over: bool
     metrics: dict[str, Metric]
+    counts: dict[str, int] = Field(description="payments seen, answered by the gateway, failed, still pending")
     healthy: bool
 
 

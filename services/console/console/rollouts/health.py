@@ -58,6 +58,7 @@ FIGURES = """
 SELECT count(*) FILTER (WHERE created_at IS NOT NULL) AS payments,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status IN ('succeeded', 'failed')) AS answered,
+       count(*) FILTER (WHERE status = 'canceled') AS canceled,
        count(*) FILTER (WHERE created_at IS NOT NULL AND settled_at IS NULL AND created_at < :stuck_before)
            AS unanswered,
        coalesce(sum(cardinality(mismatch_events)), 0) AS mismatches,
@@ -124,6 +125,12 @@ async def health(
         "window": {"from": rollout["started_at"], "to": min(now, rollout["pilot_ends_at"])},
         "pilot_over": now >= rollout["pilot_ends_at"],
         "metrics": metrics,
+        "counts": {
+            "payments": payments,
+            "answered": int(figures.answered),
+            "failed": int(figures.failed),
+            "pending": payments - int(figures.answered) - int(figures.canceled),
+        },
         "healthy": all(m["ok"] for m in metrics.values()),
     }
 

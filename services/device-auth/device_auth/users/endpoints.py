@@ -15,7 +15,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -107,8 +107,13 @@ async def create_user(body: UserCreate, _: AdminDep, session: SessionDep) -> Any
     return {"id": user.id, "email": user.email, "role": user.role, "merchant_id": user.merchant_id}
 
 
-def _page(status_code: int, **context: Any) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template("sign_in.html").render(**context), status_code, headers=PAGE_HEADERS)
+def _page(status_code: int, redirect_uri: str, **context: Any) -> HTMLResponse:
+    """The sign-in page. Its form may lead (by the 303) to the web client's verified redirect URI only: browsers
+    apply `form-action` to the redirect too."""
+    target = urlsplit(redirect_uri)
+    headers = {**PAGE_HEADERS, "Content-Security-Policy": PAGE_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {target.scheme}://{target.netloc}")}  # fmt: skip
+    return HTMLResponse(TEMPLATES.get_template("sign_in.html").render(**context), status_code, headers=headers)
 
 
 def _refusal(status_code: int, message: str) -> HTMLResponse:
@@ -148,7 +153,8 @@ async def authorize_page(request: Request) -> Response:
     if (refused := _checked(request.app.state.settings, params)) is not None:
         return refused
     token = secrets.token_urlsafe(32)
-    page = _page(200, client_name=params["client_id"], action="/authorize", hidden={**params, "csrf": token},
+    page = _page(200, params["redirect_uri"], client_name=params["client_id"], action="/authorize",
+                 hidden={**params, "csrf": token},
                  email="", error=None)  # fmt: skip
     page.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path="/authorize", max_age=900)
     return page
@@ -200,7 +206,7 @@ async def authorize(request: Request) -> Response:
             lockout=timedelta(seconds=settings.login_lockout_seconds),
         )
     if user is None:
-        return _page(401, client_name=params["client_id"], action="/authorize",
+        return _page(401, params["redirect_uri"], client_name=params["client_id"], action="/authorize",
                      hidden={**params, "csrf": cookie}, email=form.get("email", ""),
                      error="Wrong email or password, or too many attempts: try again later.")  # fmt: skip
     try:

@@ -9,16 +9,18 @@ import time
 from datetime import UTC, datetime
 from datetime import time as dtime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.websockets import WebSocketState
 
-from smartpos_shared.auth import PrincipalDep, Role, authenticate_websocket
+from smartpos_shared.auth import Principal, PrincipalDep, Role, authenticate_websocket
 from smartpos_shared.db import SessionDep
-from smartpos_shared.errors import DomainError, NotFound, problem_schema
+from smartpos_shared.errors import DomainError, Forbidden, NotFound, Unauthorized, problem_schema
 
 from ..projections import repository
+from ..web import session as web
 from .hub import CLOSE_EXPIRED, CLOSE_GONE, CLOSE_SLOW, SLOW_CLOSE_CODE, Hub, Subscriber
 
 router = APIRouter(tags=["live"])
@@ -40,7 +42,7 @@ async def orders_feed(
 ) -> None:
     """Live order updates of the token's merchant (a device: its store). `since=<seq>` replays what was missed."""
     try:
-        principal = await authenticate_websocket(websocket)
+        principal = await _principal(websocket)
     except DomainError as exc:
         await _refuse(websocket, 4401 if exc.status == 401 else 4403, exc.detail[:120])
         return
@@ -89,6 +91,21 @@ async def orders_feed(
         if websocket.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close()
+
+
+async def _principal(websocket: WebSocket) -> Principal:
+    """A bearer token (header or `?access_token=`), or the dashboard's session cookie — then only from a page of
+    this service (the Origin header): another site's page must not ride a signed-in person's cookie."""
+    has_token = websocket.headers.get("authorization") or websocket.query_params.get("access_token")
+    if has_token or web.COOKIE not in websocket.cookies:
+        return await authenticate_websocket(websocket)
+    public = urlsplit(websocket.app.state.settings.public_url)
+    if websocket.headers.get("origin") != f"{public.scheme}://{public.netloc}":
+        raise Forbidden("a session cookie is accepted from the dashboard's own pages only")
+    principal = await web.principal_of(websocket)
+    if principal is None:
+        raise Unauthorized("the session ended: sign in again", error="invalid_token")
+    return principal
 
 
 async def _pump(websocket: WebSocket, subscriber: Subscriber) -> None:

@@ -67,3 +67,21 @@ async def totals_since(session: AsyncSession, merchant_id: str, store_id: str, s
     ).where(LiveOrder.merchant_id == merchant_id, LiveOrder.store_id == store_id)
     orders, completed, revenue = (await session.execute(query)).one()
     return int(orders), int(completed), int(revenue)
+
+
+async def recent_orders(
+    session: AsyncSession, merchant_id: str, store_id: str, since: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """The store's orders created since `since`, newest first (each as its latest snapshot)."""
+    query = (
+        select(LiveOrder.order, LiveOrder.stream_seq)
+        .where(LiveOrder.merchant_id == merchant_id, LiveOrder.store_id == store_id, LiveOrder.created_at >= since)
+        .order_by(LiveOrder.created_at.desc())
+        .limit(limit)
+    )
+    return [{**order, "seq": seq} for order, seq in (await session.execute(query)).all()]
+
+
+async def stores_of(session: AsyncSession, merchant_id: str) -> list[tuple[str, str]]:
+    query = select(LiveStore.store_id, LiveStore.name).where(LiveStore.merchant_id == merchant_id)
+    return [(row.store_id, row.name) for row in (await session.execute(query.order_by(LiveStore.name)))]
