@@ -34,10 +34,13 @@ run: migrate
 	@echo "[run] admin client credentials (smartpos admin bootstrap): .infra/admin-client.json"
 	@echo "[run] starting portal :$${PORTAL_PORT:-8000}, smarttab :$${SMARTTAB_PORT:-8001}, device-auth :$${AUTH_PORT:-8002}, console :$${CONSOLE_PORT:-8003} and the scheduler (Ctrl-C stops them all)"
 	@# Tokens name their issuer; with AUTH_PORT moved, the default issuer (port 8002) would be someone else's.
-	@# The merchant dashboard (smarttab /dashboard) signs people in through device-auth: its callback is registered.
+	@# The merchant dashboard (smarttab /dashboard) and the console's pages sign people in through device-auth:
+	@# their callbacks are registered.
 	@SMARTPOS_AUTH_ISSUER="$${SMARTPOS_AUTH_ISSUER:-http://127.0.0.1:$${AUTH_PORT:-8002}}" \
 	 SMARTTAB_PUBLIC_URL="$${SMARTTAB_PUBLIC_URL:-http://127.0.0.1:$${SMARTTAB_PORT:-8001}}" \
-	 AUTH_WEB_CLIENTS="$${AUTH_WEB_CLIENTS:-{\"smartpos-dashboard\": [\"http://127.0.0.1:$${SMARTTAB_PORT:-8001}/dashboard/callback\"]}}" \
+	 CONSOLE_PUBLIC_URL="$${CONSOLE_PUBLIC_URL:-http://127.0.0.1:$${CONSOLE_PORT:-8003}}" \
+	 CONSOLE_PORTAL_URL="$${CONSOLE_PORTAL_URL:-http://127.0.0.1:$${PORTAL_PORT:-8000}}" \
+	 AUTH_WEB_CLIENTS="$${AUTH_WEB_CLIENTS:-{\"smartpos-dashboard\": [\"http://127.0.0.1:$${SMARTTAB_PORT:-8001}/dashboard/callback\"], \"smartpos-console\": [\"http://127.0.0.1:$${CONSOLE_PORT:-8003}/console/callback\"]}}" \
 	 $(RUN) honcho start -f Procfile
 
 test: infra browser

@@ -145,6 +145,12 @@ def test_a_merchant_watches_an_order_arrive_and_complete_live_and_cannot_open_an
     expect(page.get_by_role("heading", level=1)).to_have_text("Store not found")
     assert theirs["store"]["name"] not in page.content()
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+    # Signing out ends the session: the store's page asks to sign in again.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Signed out")
+    page.goto(f"{dashboard}{store_path}")
+    expect(page.get_by_role("heading", name=re.compile("Sign in"))).to_be_visible()
     context.close()
 
 

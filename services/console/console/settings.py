@@ -32,6 +32,12 @@ class ConsoleSettings(ServiceSettings):
     evidence_projector_durable: str = "console-evidence"
     evidence_projector_start: Literal["all", "new"] = "all"
     evidence_projector_inactive_seconds: float | None = None
+    # The console's pages (console/web/): the address browsers use (its `/console/callback` is registered at
+    # device-auth for `web_client_id`), how long a signed-in session lasts, and the portal they review changes at.
+    public_url: str = "http://127.0.0.1:8003"
+    web_client_id: str = "smartpos-console"
+    web_session_seconds: int = Field(default=8 * 3600, gt=0)
+    portal_url: str = "http://127.0.0.1:8000"
     # The audit trail of other services' reviewed changes (console/audit/projection.py).
     audit_projector_durable: str = "console-audit"
     audit_projector_start: Literal["all", "new"] = "all"

@@ -5,20 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from smartpos_shared.app import create_app
 from smartpos_shared.auth import JwksLoader, token_verification
 from smartpos_shared.projector import EventProjector
+from smartpos_shared.web import pages_extension
 
 from .hub.endpoints import router as hub_router
 from .hub.hub import Hub
 from .models import DeadLetter
 from .projections.consumer import ORDER_EVENTS, STORE_EVENTS, apply_order_event, apply_store_event
 from .settings import SmarttabSettings
-from .web.endpoints import STATIC
+from .web.endpoints import STATIC, session_router
+from .web.endpoints import pages as dashboard_pages
 from .web.endpoints import router as dashboard_router
 
 
@@ -58,22 +59,14 @@ async def live(app: FastAPI) -> AsyncIterator[None]:
         await app.state.hub.stop()
 
 
-@asynccontextmanager
-async def web_client(app: FastAPI) -> AsyncIterator[None]:
-    """The dashboard's server-to-server calls to device-auth (redeeming sign-in codes, refreshing tokens)."""
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        app.state.web_http = client
-        yield
-
-
 def build_app(settings: SmarttabSettings | None = None, jwks_loader: JwksLoader | None = None) -> FastAPI:
     settings = settings or SmarttabSettings()
     app = create_app(
         settings,
         title="SmartPOS smarttab",
         description="SmartPOS core smarttab: live store views, the WebSocket update hub and the merchant dashboard.",
-        routers=[hub_router, dashboard_router],
-        extensions=[token_verification(jwks_loader), live, web_client],
+        routers=[hub_router, dashboard_router, session_router],
+        extensions=[token_verification(jwks_loader), live, pages_extension(dashboard_pages)],
         access_log=settings.access_log,
     )
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")

@@ -29,6 +29,7 @@ VALUES (:seq, :at, :actor_role, :actor_id, :action, :subject, CAST(:detail AS js
 COLUMNS = "seq, at, actor_role, actor_id, action, subject, detail, previous_hash, hash"
 PAGE = f"SELECT {COLUMNS} FROM audit_log WHERE seq > :after ORDER BY seq LIMIT :limit"  # noqa: S608 (constants)
 CHAIN = f"SELECT {COLUMNS} FROM audit_log ORDER BY seq"  # noqa: S608 (constants)
+LATEST = f"SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT :limit"  # noqa: S608 (constants)
 
 
 def _document(entry: dict[str, Any]) -> dict[str, Any]:
@@ -112,3 +113,8 @@ async def verify(session: AsyncSession) -> Verification:
 
 async def page(session: AsyncSession, after: int, limit: int) -> list[dict[str, Any]]:
     return [public(row) for row in await session.execute(text(PAGE), {"after": after, "limit": limit})]
+
+
+async def latest(session: AsyncSession, limit: int) -> list[dict[str, Any]]:
+    """The newest entries, newest first (the console's page)."""
+    return [public(row) for row in await session.execute(text(LATEST), {"limit": limit})]

@@ -66,6 +66,22 @@ async def read(session: AsyncSession, merchant_id: str, change_id: str, *, lock:
     return None if row is None else dict(row._mapping)
 
 
+async def listed(
+    session: AsyncSession, merchant_id: str | None, status: str | None, before_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Change requests, newest first (a reviewer's queue: every merchant's, or one's), optionally of one status."""
+    rows = await session.execute(
+        text(
+            f"SELECT {COLUMNS} FROM change_requests WHERE (CAST(:m AS text) IS NULL OR merchant_id = :m)"  # noqa: S608
+            " AND (CAST(:status AS text) IS NULL OR status = :status)"
+            " AND (CAST(:before AS text) IS NULL OR id < :before)"
+            " ORDER BY id DESC LIMIT :limit /* tenant-resolution */"  # the reviewers' queue, across merchants
+        ),
+        {"m": merchant_id, "status": status, "before": before_id, "limit": limit + 1},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
 async def public(session: AsyncSession, row: dict[str, Any]) -> dict[str, Any]:
     approvals = (
         await session.execute(

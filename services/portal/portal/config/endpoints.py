@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smartpos_shared.auth import AdminDep, MerchantOrAdminDep
 from smartpos_shared.db import SessionDep, TransactionDep
 from smartpos_shared.errors import NotFound
+from smartpos_shared.pagination import CursorQuery, LimitQuery, Page, decode_cursor, page_of
 from smartpos_shared.schemas import RequestModel
 
 from ..closeout.endpoints import now_of
@@ -128,6 +129,25 @@ async def _found(session: Any, change_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFound("change request not found")
     return row
+
+
+@router.get(
+    "/change-requests",
+    response_model=Page[ChangeRequestPublic],
+    summary="Change requests, newest first: every merchant's (the reviewers' queue) or one's, of one status (admins)",
+)
+async def list_change_requests(
+    _: AdminDep,
+    session: SessionDep,
+    merchant_id: MerchantQuery = None,
+    status_filter: Annotated[
+        Literal["pending_approval", "approved", "applied", "failed", "reverted"] | None, Query(alias="status")
+    ] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Any:
+    rows = await changes.listed(session, merchant_id, status_filter, decode_cursor(cursor, "chg"), limit)
+    return page_of([ChangeRequestPublic.model_validate(await changes.public(session, row)) for row in rows], limit)
 
 
 @router.get(

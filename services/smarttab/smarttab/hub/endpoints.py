@@ -15,12 +15,12 @@ from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.websockets import WebSocketState
 
+from smartpos_shared import web
 from smartpos_shared.auth import Principal, PrincipalDep, Role, authenticate_websocket
 from smartpos_shared.db import SessionDep
 from smartpos_shared.errors import DomainError, Forbidden, NotFound, Unauthorized, problem_schema
 
 from ..projections import repository
-from ..web import session as web
 from .hub import CLOSE_EXPIRED, CLOSE_GONE, CLOSE_SLOW, SLOW_CLOSE_CODE, Hub, Subscriber
 
 router = APIRouter(tags=["live"])
@@ -97,7 +97,7 @@ async def _principal(websocket: WebSocket) -> Principal:
     """A bearer token (header or `?access_token=`), or the dashboard's session cookie — then only from a page of
     this service (the Origin header): another site's page must not ride a signed-in person's cookie."""
     has_token = websocket.headers.get("authorization") or websocket.query_params.get("access_token")
-    if has_token or web.COOKIE not in websocket.cookies:
+    if has_token or web.pages_of(websocket.app).cookie not in websocket.cookies:
         return await authenticate_websocket(websocket)
     public = urlsplit(websocket.app.state.settings.public_url)
     if websocket.headers.get("origin") != f"{public.scheme}://{public.netloc}":

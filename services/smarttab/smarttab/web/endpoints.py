@@ -8,22 +8,20 @@ form (sign out) a synchronizer token.
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from datetime import time as dtime
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import urlsplit
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from smartpos_shared import web
 from smartpos_shared.auth import Principal, Role
 from smartpos_shared.db import SessionDep
 
 from ..projections import repository
-from . import session as web
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 HERE = Path(__file__).resolve().parent
@@ -32,74 +30,21 @@ TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 
 
-def headers_for(request: Request) -> dict[str, str]:
-    origin = urlsplit(request.app.state.settings.public_url)
-    ws = f"{'wss' if origin.scheme == 'https' else 'ws'}://{origin.netloc}"
-    return {
-        "Content-Security-Policy": (
-            f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self' {ws};"
-            " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        ),
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "same-origin",
-        "Cache-Control": "no-store",
-    }
-
-
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     body = TEMPLATES.get_template(template).render(csrf=web.csrf_token(request), **context)
-    return HTMLResponse(body, status_code, headers=headers_for(request))
-
-
-def _safe_next(path: str) -> str:
-    """Only a path of the dashboard itself (never another site, never `//host`)."""
-    return path if path.startswith("/dashboard") and not path.startswith("//") and "\\" not in path else "/dashboard"
+    return HTMLResponse(body, status_code, headers=web.page_headers(request.app.state.settings.public_url))
 
 
 def _sign_in(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/dashboard/login?next={request.url.path}", status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/login")
-async def login(request: Request, next: Annotated[str, Query(max_length=300)] = "/dashboard") -> Response:
-    return RedirectResponse(await web.start(request.app, _safe_next(next)), status.HTTP_303_SEE_OTHER)
+def pages(settings: Any) -> web.WebPages:
+    return web.WebPages("/dashboard", settings.public_url, settings.web_client_id, "smartpos_session",
+                        settings.web_session_seconds)  # fmt: skip
 
 
-@router.get("/callback")
-async def callback(
-    request: Request,
-    code: Annotated[str | None, Query(max_length=200)] = None,
-    state: Annotated[str | None, Query(max_length=200)] = None,
-    error: Annotated[str | None, Query(max_length=100)] = None,
-) -> Response:
-    if error is not None or not code or not state:
-        return render(request, "message.html", 400, title="Sign-in did not complete", principal=None,
-                      message=f"The sign-in was refused ({error or 'no code'}).", link="/dashboard/login",
-                      link_text="Sign in again")  # fmt: skip
-    try:
-        sid, next_path = await web.finish(request.app, code, state)
-    except web.SignInFailed as exc:
-        return render(request, "message.html", 400, title="Sign-in did not complete", principal=None,
-                      message=str(exc), link="/dashboard/login", link_text="Sign in again")  # fmt: skip
-    answer = RedirectResponse(_safe_next(next_path), status.HTTP_303_SEE_OTHER)
-    secure = request.app.state.settings.public_url.startswith("https://")
-    answer.set_cookie(web.COOKIE, sid, httponly=True, samesite="lax", secure=secure, path="/",
-                      max_age=request.app.state.settings.web_session_seconds)  # fmt: skip
-    return answer
-
-
-@router.post("/logout")
-async def logout(request: Request) -> Response:
-    form = await request.form()
-    if not hmac.compare_digest(str(form.get("csrf", "")), web.csrf_token(request)):
-        return render(request, "message.html", 403, title="Not signed out", principal=None,
-                      message="This form was not sent from the dashboard.", link="/dashboard",
-                      link_text="Back")  # fmt: skip
-    await web.end(request)
-    answer = RedirectResponse("/dashboard/login", status.HTTP_303_SEE_OTHER)
-    answer.delete_cookie(web.COOKIE, path="/")
-    return answer
+session_router = web.session_router("/dashboard", render)
 
 
 def _merchant_of(principal: Principal) -> str | None:
