@@ -80,6 +80,9 @@ class Principal:
     store_id: str | None
     token_id: str
     expires_at: int
+    # Partners: the partner organisation (its API client's id) this caller acts for — the client itself, or a
+    # partner engineer signed in as a user (`partner_id` claim). None for every other role.
+    partner_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -272,6 +275,7 @@ class TokenVerifier:
             store_id=store_id if role is Role.device else None,
             token_id=token_id,
             expires_at=expires_at,
+            partner_id=(str(claims.get("partner_id") or subject)) if role is Role.partner else None,
         )
 
 

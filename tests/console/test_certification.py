@@ -341,6 +341,14 @@ async def test_production_takes_a_rollout_only_with_a_certified_report_from_the_
         access_log=False,
         key_encryption_key="bm90LXRoZS1kZXYta2V5LWZvci1jb25zb2xlLXJlcCE=",
         trusted_report_jwks=sandbox_keys,
+        # Its projectors from now on, on consumers of its own: not the shared stream's whole history (on a NATS
+        # that benchmarks filled, reading it all made this test time out).
+        pilot_projector_durable=f"console-pilot-prod-{uuid.uuid4().hex[:12]}",
+        pilot_projector_start="new",
+        pilot_projector_inactive_seconds=120,
+        audit_projector_durable=f"console-audit-prod-{uuid.uuid4().hex[:12]}",
+        audit_projector_start="new",
+        audit_projector_inactive_seconds=120,
     )
     async with running(build_console(settings, jwks_loader=jwks), "http://console.production") as production:
         live = (

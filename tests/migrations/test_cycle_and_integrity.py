@@ -464,6 +464,17 @@ def test_device_auth_downgrade_refuses_while_devices_name_their_integration() ->
                     " created_at) VALUES ('usr_1', 'a@b.example', 'x', 'admin', NULL, 'active', 0, now())"
                 )
             )
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, role, partner_id, status, failed_logins, created_at)"
+                    " VALUES ('usr_2', 'p@b.example', 'x', 'partner', 'cli_p', 'active', 0, now())"
+                )
+            )
+        with pytest.raises(RuntimeError, match="partner users exist"):
+            migrate.run(auth, "downgrade", "-1", database_url=db.url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM users WHERE role = 'partner'"))
+        assert migrate.run(auth, "downgrade", "-1", database_url=db.url) == 0  # partner users
         with pytest.raises(RuntimeError, match="holds rows"):
             migrate.run(auth, "downgrade", "-1", database_url=db.url)  # people would lose their sign-in
         with engine.begin() as conn:

@@ -72,7 +72,7 @@ class RunPublic(BaseModel):
 
 
 def _may_act(principal: Principal, partner_id: str) -> bool:
-    return principal.role is Role.admin or (principal.role is Role.partner and principal.subject == partner_id)
+    return principal.role is Role.admin or (principal.role is Role.partner and principal.partner_id == partner_id)
 
 
 async def _body(session: AsyncSession, run: dict[str, Any]) -> dict[str, Any]:

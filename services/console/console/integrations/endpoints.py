@@ -50,9 +50,9 @@ COLUMNS = "id, partner_id, name, version, created_at"
 def _partner_of(principal: Principal, requested: str | None) -> str:
     """The partner an operation acts for: a partner itself; an admin names one."""
     if principal.role is Role.partner:
-        if requested is not None and requested != principal.subject:
+        if requested is not None and requested != principal.partner_id:
             raise NotFound("partner not found")
-        return principal.subject
+        return str(principal.partner_id)
     if principal.role is Role.admin:
         if requested is None:
             raise Unprocessable("an admin names the partner (partner_id)", code="partner_id_required")
@@ -108,7 +108,7 @@ async def get_integration(integration_id: IntegrationIdPath, principal: Principa
             {"id": integration_id},
         )
     ).one_or_none()
-    if row is None or (principal.role is Role.partner and row.partner_id != principal.subject):
+    if row is None or (principal.role is Role.partner and row.partner_id != principal.partner_id):
         raise NotFound("integration not found")
     return dict(row._mapping)
 

@@ -182,7 +182,7 @@ async def _readable(session: AsyncSession, principal: Principal, rollout_id: str
         owner = await session.execute(
             text("SELECT partner_id FROM integrations WHERE id = :id"), {"id": row["integration_id"]}
         )
-        if owner.scalar_one_or_none() != principal.subject:
+        if owner.scalar_one_or_none() != principal.partner_id:
             raise NotFound("rollout not found")
     return row
 

@@ -41,14 +41,58 @@ def pages(settings: Any) -> web.WebPages:
 session_router = web.session_router("/console", render)
 
 
-async def _operator(request: Request) -> Principal | Response:
+async def _operator(request: Request, roles: frozenset[Role] = frozenset({Role.admin})) -> Principal | Response:
     principal = await web.principal_of(request)
     if principal is None:
         return RedirectResponse(f"/console/login?next={request.url.path}", status.HTTP_303_SEE_OTHER)
-    if principal.role is not Role.admin:
+    if principal.role not in roles:
         return render(request, "message.html", 403, title="Operators only", principal=principal,
                       message="These pages are for platform operators.", link=None, link_text="")  # fmt: skip
     return principal
+
+
+async def _own_api(request: Request, method: str, path: str) -> httpx.Response:
+    """The console's own API, in process, as the signed-in person (its checks and audit entries apply)."""
+    session = await web.session_of(request)
+    assert session is not None
+    transport = httpx.ASGITransport(app=request.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console.internal") as client:
+        return await client.request(method, path, headers={"Authorization": f"Bearer {session['access_token']}"})
+
+
+PARTNERS_AND_OPERATORS = frozenset({Role.admin, Role.partner})
+
+
+@router.get("/certification/runs/{run_id}", response_class=HTMLResponse)
+async def run_page(request: Request, run_id: str, notice: str | None = None) -> Response:
+    principal = await _operator(request, PARTNERS_AND_OPERATORS)
+    if isinstance(principal, Response):
+        return principal
+    answer = await _own_api(request, "GET", f"/certification/runs/{run_id}")
+    if answer.status_code != 200:
+        return render(request, "message.html", 404, title="No such certification run", principal=principal,
+                      message=run_id, link="/console", link_text="Console")  # fmt: skip
+    run = answer.json()
+    signed = {a["principal_id"] for a in run["approvals"]}
+    can_sign = run["status"] == "completed" and run["result"] == "passed" and principal.subject not in signed
+    passed = sum(1 for c in run["cases"] if c["status"] == "passed")
+    return render(request, "run.html", title=f"Certification run {run_id}", principal=principal, run=run,
+                  passed=passed, can_sign=can_sign, notice=notice)  # fmt: skip
+
+
+@router.post("/certification/runs/{run_id}/sign-off")
+async def sign_off(request: Request, run_id: str) -> Response:
+    principal = await _operator(request, PARTNERS_AND_OPERATORS)
+    if isinstance(principal, Response):
+        return principal
+    form = await web.form_of(request)
+    if not hmac.compare_digest(form.get("csrf", ""), web.csrf_token(request)):
+        return render(request, "message.html", 403, title="Not signed off", principal=principal,
+                      message="This form was not sent from the console.", link=f"/console/certification/runs/{run_id}",
+                      link_text="Back")  # fmt: skip
+    answer = await _own_api(request, "POST", f"/certification/runs/{run_id}/approvals")
+    notice = "Signed off." if answer.status_code == 200 else f"Not signed off: {answer.json().get('detail')}"
+    return await run_page(request, run_id, notice)
 
 
 async def _portal(request: Request, method: str, path: str, **kwargs: Any) -> httpx.Response:

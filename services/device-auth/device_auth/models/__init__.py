@@ -120,9 +120,10 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint("role IN ('merchant', 'admin')", name="role"),
+        CheckConstraint("role IN ('merchant', 'admin', 'partner')", name="role"),
         CheckConstraint("status IN ('active', 'disabled')", name="status"),
         CheckConstraint("(role = 'merchant') = (merchant_id IS NOT NULL)", name="merchant_staff"),
+        CheckConstraint("(role = 'partner') = (partner_id IS NOT NULL)", name="partner_engineer"),
         CheckConstraint("email = lower(email)", name="email_lower"),
         CheckConstraint("failed_logins >= 0", name="failed_logins"),
         UniqueConstraint("email"),
@@ -133,6 +134,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String)
     role: Mapped[str] = mapped_column(String)
     merchant_id: Mapped[str | None] = mapped_column(String)
+    partner_id: Mapped[str | None] = mapped_column(String)  # partner engineers: the partner (its client id)
     status: Mapped[str] = mapped_column(String)
     failed_logins: Mapped[int] = mapped_column(Integer)
     locked_until: Mapped[datetime | None] = mapped_column()

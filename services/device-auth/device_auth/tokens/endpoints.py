@@ -164,6 +164,7 @@ async def browser_grant(request: Request, grant_type: str, params: dict[str, str
             if not hmac.compare_digest(users.challenge_of(verifier), grant["challenge"]):
                 raise invalid_grant("the code_verifier does not match the code_challenge")
             user_id, role, merchant_id = grant["user_id"], grant["role"], grant["merchant_id"]
+            partner_id = grant.get("partner_id")
             refresh = await users.new_refresh_token(session, user_id, web_client, None, at, lifetime)
         else:
             rotated = await users.rotate(session, params.get("refresh_token", ""), web_client, at, lifetime)
@@ -171,11 +172,11 @@ async def browser_grant(request: Request, grant_type: str, params: dict[str, str
                 refused = rotated
             else:
                 user, refresh = rotated
-                user_id, role, merchant_id = user.id, user.role, user.merchant_id
+                user_id, role, merchant_id, partner_id = user.id, user.role, user.merchant_id, user.partner_id
     if refused is not None:
         raise invalid_grant("the refresh token is unknown, expired, revoked or was used before")
     service: TokenService = request.app.state.token_service
-    body = await service.issue_for_user(user_id, role, merchant_id, web_client, now)
+    body = await service.issue_for_user(user_id, role, merchant_id, partner_id, web_client, now)
     return {**body, "refresh_token": refresh}
 
 

@@ -360,9 +360,16 @@ class TokenService:
         return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": client.role}
 
     async def issue_for_user(
-        self, user_id: str, role: str, merchant_id: str | None, web_client: str, now: float
+        self,
+        user_id: str,
+        role: str,
+        merchant_id: str | None,
+        partner_id: str | None,
+        web_client: str,
+        now: float,
     ) -> dict[str, Any]:
-        """A person's access token (browser sign-in): `sub` the user, `client_id` the web client it was issued to."""
+        """A person's access token (browser sign-in): `sub` the user, `client_id` the web client it was issued to,
+        and for a partner engineer the partner they act for (`partner_id`)."""
         lifetime = self.settings.user_token_lifetime
         issued_at = int(now)
         claims: dict[str, Any] = {
@@ -379,6 +386,8 @@ class TokenService:
         }
         if merchant_id is not None:
             claims["merchant_id"] = merchant_id
+        if partner_id is not None:
+            claims["partner_id"] = partner_id
         key = await self.keyring.active()
         token = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": "at+jwt"})
         log.info("token_issued", client_id=web_client, user_id=user_id, role=role, method="authorization_code")

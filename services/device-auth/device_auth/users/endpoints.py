@@ -22,11 +22,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from redis.exceptions import RedisError
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from smartpos_shared.auth import AdminDep
 from smartpos_shared.db import SessionDep
-from smartpos_shared.errors import MALFORMED_BODY, Conflict, problem_schema
+from smartpos_shared.errors import MALFORMED_BODY, Conflict, Unprocessable, problem_schema
 from smartpos_shared.schemas import RequestModel
 
 from ..settings import AuthSettings
@@ -74,13 +75,18 @@ AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "code_challeng
 class UserCreate(RequestModel):
     email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     password: Annotated[str, StringConstraints(min_length=12, max_length=256)]
-    role: Literal["merchant", "admin"]
+    role: Literal["merchant", "admin", "partner"]
     merchant_id: Annotated[str, StringConstraints(pattern=r"^mer_[0-9A-HJKMNP-TV-Z]{26}$")] | None = None
+    partner_id: Annotated[str, StringConstraints(pattern=r"^cli_[0-9A-HJKMNP-TV-Z]{26}$")] | None = Field(
+        default=None, description="partner engineers: their partner's API client (console: integrations, runs)"
+    )
 
     @model_validator(mode="after")
-    def _merchant_for_merchant_staff(self) -> UserCreate:
+    def _organisation(self) -> UserCreate:
         if (self.role == "merchant") != (self.merchant_id is not None):
-            raise ValueError("merchant staff name their merchant_id; operators have none")
+            raise ValueError("merchant staff name their merchant_id; nobody else has one")
+        if (self.role == "partner") != (self.partner_id is not None):
+            raise ValueError("partner engineers name their partner_id; nobody else has one")
         return self
 
 
@@ -89,6 +95,7 @@ class UserPublic(BaseModel):
     email: str
     role: str
     merchant_id: str | None = Field(description="merchant staff: their merchant")
+    partner_id: str | None = Field(default=None, description="partner engineers: their partner")
 
 
 @router.post(
@@ -99,12 +106,22 @@ class UserPublic(BaseModel):
     summary="Create a user who signs in through a browser: merchant staff or an operator (admins)",
 )
 async def create_user(body: UserCreate, _: AdminDep, session: SessionDep) -> Any:
+    if body.partner_id is not None:
+        partner = await session.execute(
+            text("SELECT 1 FROM oauth_clients WHERE id = :id AND role = 'partner' AND status = 'active'"),
+            {"id": body.partner_id},
+        )
+        if partner.first() is None:
+            raise Unprocessable("no active partner client has this id", code="unknown_partner")
     try:
         async with session.begin_nested():
-            user = await service.create_user(session, body.email, body.password, body.role, body.merchant_id)
+            user = await service.create_user(
+                session, body.email, body.password, body.role, body.merchant_id, body.partner_id
+            )
     except IntegrityError:
         raise Conflict("a user with this email exists", code="email_taken") from None
-    return {"id": user.id, "email": user.email, "role": user.role, "merchant_id": user.merchant_id}
+    return {"id": user.id, "email": user.email, "role": user.role, "merchant_id": user.merchant_id,
+            "partner_id": user.partner_id}  # fmt: skip
 
 
 def _page(status_code: int, redirect_uri: str, **context: Any) -> HTMLResponse:

@@ -40,21 +40,24 @@ class User:
     email: str
     role: str
     merchant_id: str | None
+    partner_id: str | None = None  # partner engineers: the partner organisation (its API client's id)
 
 
 def normalized(email: str) -> str:
     return email.strip().lower()
 
 
-async def create_user(session: AsyncSession, email: str, password: str, role: str, merchant_id: str | None) -> User:
-    user = User(new_id("usr"), normalized(email), role, merchant_id)
+async def create_user(
+    session: AsyncSession, email: str, password: str, role: str, merchant_id: str | None, partner_id: str | None = None
+) -> User:
+    user = User(new_id("usr"), normalized(email), role, merchant_id, partner_id)
     await session.execute(
         text(
-            "INSERT INTO users (id, email, password_hash, role, merchant_id, status, failed_logins, created_at)"
-            " VALUES (:id, :email, :hash, :role, :merchant_id, 'active', 0, now())"
+            "INSERT INTO users (id, email, password_hash, role, merchant_id, partner_id, status, failed_logins,"
+            " created_at) VALUES (:id, :email, :hash, :role, :merchant_id, :partner_id, 'active', 0, now())"
         ),
         {"id": user.id, "email": user.email, "hash": await hash_secret(password), "role": role,
-         "merchant_id": merchant_id},
+         "merchant_id": merchant_id, "partner_id": partner_id},
     )  # fmt: skip
     return user
 
@@ -67,7 +70,8 @@ async def sign_in(
     row = (
         await session.execute(
             text(
-                "SELECT id, email, password_hash, role, merchant_id, status, failed_logins, locked_until FROM users"
+                "SELECT id, email, password_hash, role, merchant_id, partner_id, status, failed_logins, locked_until"
+                " FROM users"
                 " WHERE email = :email FOR UPDATE"
             ),
             {"email": normalized(email)},
@@ -93,7 +97,7 @@ async def sign_in(
         text("UPDATE users SET failed_logins = 0, locked_until = NULL, last_sign_in_at = :now WHERE id = :id"),
         {"now": now, "id": row.id},
     )
-    return User(row.id, row.email, row.role, row.merchant_id)
+    return User(row.id, row.email, row.role, row.merchant_id, row.partner_id)
 
 
 def valid_challenge(challenge: str) -> bool:
@@ -117,7 +121,8 @@ def _digest(secret: str) -> str:
 async def issue_code(redis: Redis[bytes], user: User, client_id: str, redirect_uri: str, challenge: str) -> str:
     """A one-time code (60 s) bound to the client, its redirect URI and the PKCE challenge; only its hash is kept."""
     code = secrets.token_urlsafe(32)
-    grant = {"user_id": user.id, "role": user.role, "merchant_id": user.merchant_id, "client_id": client_id,
+    grant = {"user_id": user.id, "role": user.role, "merchant_id": user.merchant_id, "partner_id": user.partner_id,
+             "client_id": client_id,
              "redirect_uri": redirect_uri, "challenge": challenge}  # fmt: skip
     await redis.set(f"auth:code:{_digest(code)}", json.dumps(grant), ex=CODE_TTL_SECONDS)
     return code
@@ -154,7 +159,7 @@ async def rotate(
         await session.execute(
             text(
                 "SELECT r.family_id, r.user_id, r.client_id, r.expires_at, r.used_at, r.revoked_at, u.email, u.role,"
-                " u.merchant_id, u.status FROM refresh_tokens r JOIN users u ON u.id = r.user_id"
+                " u.merchant_id, u.partner_id, u.status FROM refresh_tokens r JOIN users u ON u.id = r.user_id"
                 " WHERE r.token_hash = :hash FOR UPDATE OF r"
             ),
             {"hash": _digest(token)},
@@ -175,4 +180,4 @@ async def rotate(
         text("UPDATE refresh_tokens SET used_at = :now WHERE token_hash = :hash"), {"now": now, "hash": _digest(token)}
     )
     fresh = await new_refresh_token(session, row.user_id, client_id, row.family_id, now, lifetime)
-    return User(row.user_id, row.email, row.role, row.merchant_id), fresh
+    return User(row.user_id, row.email, row.role, row.merchant_id, row.partner_id), fresh
