@@ -11,7 +11,7 @@ $(error uv could not be found or installed (scripts/ensure-uv.sh printed no path
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: help sync infra browser migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight bench-seed test-fresh
+.PHONY: help sync infra browser screenshots migrate run test pytest lint format fuzz bench bench-tokens bench-feed bench-migrations bench-overnight bench-seed test-fresh
 
 help:
 	@echo "make run   - infrastructure, migrations, admin client, then the four services and the scheduler (Ctrl-C stops them)"
@@ -49,6 +49,10 @@ test: infra browser
 
 pytest: infra browser
 	@$(RUN) pytest $(PYTEST_ARGS)
+
+# Every web page at desktop and phone width into docs/screenshots/ (a platform of its own, then dropped).
+screenshots: infra browser
+	@$(RUN) python scripts/screenshots.py
 
 # Debian's chromium for the browser tests (tests/web; Playwright drives it).
 browser: sync

@@ -20,7 +20,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results.json"
-APPS = {"portal": "portal.main:app", "smarttab": "smarttab.main:app", "device-auth": "device_auth.main:app"}
+APPS = {
+    "portal": "portal.main:app",
+    "smarttab": "smarttab.main:app",
+    "device-auth": "device_auth.main:app",
+    "console": "console.main:app",
+}
 
 
 def free_port() -> int:
