@@ -38,6 +38,7 @@ run: migrate
 	@# their callbacks are registered.
 	@SMARTPOS_AUTH_ISSUER="$${SMARTPOS_AUTH_ISSUER:-http://127.0.0.1:$${AUTH_PORT:-8002}}" \
 	 SMARTTAB_PUBLIC_URL="$${SMARTTAB_PUBLIC_URL:-http://127.0.0.1:$${SMARTTAB_PORT:-8001}}" \
+	 SMARTTAB_PORTAL_URL="$${SMARTTAB_PORTAL_URL:-http://127.0.0.1:$${PORTAL_PORT:-8000}}" \
 	 CONSOLE_PUBLIC_URL="$${CONSOLE_PUBLIC_URL:-http://127.0.0.1:$${CONSOLE_PORT:-8003}}" \
 	 CONSOLE_PORTAL_URL="$${CONSOLE_PORTAL_URL:-http://127.0.0.1:$${PORTAL_PORT:-8000}}" \
 	 AUTH_WEB_CLIENTS="$${AUTH_WEB_CLIENTS:-{\"smartpos-dashboard\": [\"http://127.0.0.1:$${SMARTTAB_PORT:-8001}/dashboard/callback\"], \"smartpos-console\": [\"http://127.0.0.1:$${CONSOLE_PORT:-8003}/console/callback\"]}}" \

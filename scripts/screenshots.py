@@ -14,8 +14,10 @@ import json
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
@@ -79,6 +81,12 @@ def world(auth: str, portal: str, console: str, admin: dict[str, str]) -> dict[s
     run = created(httpx.post(f"{console}/certification/runs", headers=as_partner,
                              json={"integration_id": integration["id"], "checklist": "pos-payments-v1"}))  # fmt: skip
     tagged = {**till, "SmartPOS-Certification-Run": run["id"]}
+    # A business day under a test clock, so it can be sealed now: the shift, the sales, then the day's Z report.
+    frozen = datetime.now(UTC).replace(microsecond=0)
+    at = {"merchant_id": merchant["id"], "frozen_time": frozen.isoformat()}
+    clock = created(httpx.post(f"{portal}/test-clocks", json=at, headers=admin))
+    shift = created(httpx.post(f"{portal}/shifts", json={"store_id": store["id"], "opening_float": 10_000},
+                               headers=till))  # fmt: skip
 
     def sale(quantities: tuple[int, ...], tenders: list[tuple[int | None, str]], headers: dict[str, str]) -> None:
         items = [{"product_id": p["id"], "quantity": q} for p, q in zip(products, quantities, strict=False) if q]
@@ -99,6 +107,13 @@ def world(auth: str, portal: str, console: str, admin: dict[str, str]) -> dict[s
     sale((1, 2), [(500, "cash"), (None, "card")], tagged)
     sale((3, 3), [(2_361, "card")], tagged)  # ends in 61: answered late, voided first
     sale((0, 0, 2), [], till)  # still open: on the dashboard as it is rung up
+    expected = httpx.get(f"{portal}/shifts/{shift['id']}", headers=till).json()["expected_cash"]
+    httpx.post(f"{portal}/shifts/{shift['id']}/close", json={"counted_cash": expected - 10}, headers=till)
+    business_date = (frozen.astimezone(ZoneInfo("Asia/Tokyo")) - timedelta(hours=4)).date()
+    httpx.post(f"{portal}/test-clocks/{clock['id']}/advance", json={"to": (frozen + timedelta(days=1)).isoformat()},
+               headers=admin)  # fmt: skip
+    created(httpx.post(f"{portal}/stores/{store['id']}/closeouts", json={"business_date": business_date.isoformat()},
+                       headers=admin))  # fmt: skip
     deadline = time.monotonic() + 20
     while {c["status"] for c in httpx.get(f"{console}/certification/runs/{run['id']}", headers=as_partner)
            .json()["cases"]} != {"passed"}:  # fmt: skip
@@ -111,7 +126,10 @@ def world(auth: str, portal: str, console: str, admin: dict[str, str]) -> dict[s
         "document": {**live, "tip_options": [5, 10], "receipt_text": "Thank you — see you tomorrow!",
                      "catalog": [{**i, "unit_price": i["unit_price"] + 20} for i in live["catalog"]]}}},
         headers=admin))  # fmt: skip
-    return {"store": store, "users": users, "run": run, "change": change}
+    rollout = created(httpx.post(f"{console}/rollouts", json={"integration_id": integration["id"],
+                                                              "merchant_id": merchant["id"], "pilot_days": 5},
+                                 headers=admin))  # fmt: skip
+    return {"store": store, "users": users, "run": run, "change": change, "rollout": rollout}
 
 
 def sign_in(page: Page, url: str, email: str) -> None:
@@ -133,6 +151,7 @@ def photograph(dashboard: str, console: str, auth_url: str, made: dict[str, Any]
         ("console-audit", users["admin"], f"{console}/console/audit", None),
         ("console-certification-run", users["partner"], f"{console}/console/certification/runs/{made['run']['id']}",
          None),
+        ("console-rollout", users["partner"], f"{console}/console/rollouts/{made['rollout']['id']}", None),
     ]  # fmt: skip
     OUT.mkdir(parents=True, exist_ok=True)
     written = []
@@ -174,7 +193,8 @@ async def main() -> int:
             "SMARTPOS_PGW_WEBHOOK_URL": f"{portal}/webhooks/pgw",
             "AUTH_WEB_CLIENTS": json.dumps({"smartpos-dashboard": [f"{dashboard}/dashboard/callback"],
                                             "smartpos-console": [f"{console}/console/callback"]}),
-            "SMARTTAB_PUBLIC_URL": dashboard, "CONSOLE_PUBLIC_URL": console, "CONSOLE_PORTAL_URL": portal,
+            "SMARTTAB_PUBLIC_URL": dashboard, "SMARTTAB_PORTAL_URL": portal, "CONSOLE_PUBLIC_URL": console,
+            "CONSOLE_PORTAL_URL": portal,
             **{f"{prefix}_DURABLE": f"shots-{own}-{prefix.lower()}" for prefix in (
                 "SMARTTAB_PROJECTOR", "AUTH_STORE_PROJECTOR", "CONSOLE_EVIDENCE_PROJECTOR", "CONSOLE_PILOT_PROJECTOR",
                 "CONSOLE_AUDIT_PROJECTOR")},

@@ -177,4 +177,13 @@ def test_a_partner_engineer_follows_a_certification_run_to_certified(
     page.reload()
     expect(page.locator("#certified")).to_contain_text("certified 20")
     expect(page.locator("#sign-offs")).to_contain_text(f"partner {engineer['id']}")
+
+    # Its pilot: the rollout's page shows the pilot's health against the thresholds (too few payments yet).
+    rollout = created(httpx.post(f"{console}/rollouts", json={"integration_id": integration["id"],
+                                                              "merchant_id": merchant["id"], "pilot_days": 1},
+                                 headers=operator))  # fmt: skip
+    page.goto(f"{console}/console/rollouts/{rollout['id']}")
+    expect(page.locator("#rollout-status")).to_have_text("pilot")
+    expect(page.locator("#metric-payments .status")).to_have_text("no")
+    expect(page.locator("#health")).to_have_text("not healthy")
     context.close()

@@ -41,7 +41,7 @@ def platform(service_env: dict[str, str]) -> Iterator[dict[str, ServiceProcess]]
             {"SMARTPOS_AUTH_ISSUER": auth.url, "SMARTPOS_PGW_MODE": "mock", "PORTAL_PORT": str(portal.port)}
         )
     auth.env["AUTH_WEB_CLIENTS"] = json.dumps({"smartpos-dashboard": [callback]})
-    smarttab.env["SMARTTAB_PUBLIC_URL"] = smarttab.url
+    smarttab.env.update({"SMARTTAB_PUBLIC_URL": smarttab.url, "SMARTTAB_PORTAL_URL": portal.url})
     try:
         for proc in (auth, portal, smarttab):
             proc.start()
@@ -112,12 +112,19 @@ def test_a_merchant_watches_an_order_arrive_and_complete_live_and_cannot_open_an
     headers = admin(auth, credentials)
     mine, theirs = shop(portal, auth, headers, "Kissa"), shop(portal, auth, headers, "Rival")
     store_path = f"/dashboard/stores/{mine['store']['id']}"
+    shift = httpx.post(f"{portal}/shifts", json={"store_id": mine["store"]["id"], "opening_float": 10_000},
+                       headers=mine["as_merchant"])  # fmt: skip
+    assert shift.status_code == 201, shift.text
 
     context = browser.new_context()
     page = context.new_page()
     sign_in(page, dashboard, store_path, mine["email"])
     expect(page.get_by_role("heading", level=1)).to_have_text("Kissa Shibuya")
     expect(page.locator("#feed-state")).to_have_text("Live")
+    # The store's books, read from the portal with the person's token: the open shift, the (empty) Z chain.
+    expect(page.locator("#shifts tbody tr")).to_have_count(1)
+    expect(page.locator("#shifts tbody")).to_contain_text("open")
+    expect(page.locator("#z-chain")).to_have_text("The chain of 0 sealed reports verifies.")
 
     started = time.monotonic()
     order = ring_up(portal, mine)

@@ -32,3 +32,5 @@ class SmarttabSettings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8001"
     web_client_id: str = "smartpos-dashboard"
     web_session_seconds: int = Field(default=8 * 3600, gt=0)
+    # The portal the dashboard reads shifts, Z reports and reconciliations from (with the person's own token).
+    portal_url: str = "http://127.0.0.1:8000"

@@ -164,3 +164,17 @@ async def audit(request: Request, session: SessionDep) -> Response:
     verification = await log.verify(session)
     return render(request, "audit.html", title="Audit log", principal=principal, entries=entries,
                   verification=verification.body())  # fmt: skip
+
+
+@router.get("/rollouts/{rollout_id}", response_class=HTMLResponse)
+async def rollout_page(request: Request, rollout_id: str) -> Response:
+    principal = await _operator(request, PARTNERS_AND_OPERATORS)
+    if isinstance(principal, Response):
+        return principal
+    rollout = await _own_api(request, "GET", f"/rollouts/{rollout_id}")
+    health = await _own_api(request, "GET", f"/rollouts/{rollout_id}/health")
+    if rollout.status_code != 200 or health.status_code != 200:
+        return render(request, "message.html", 404, title="No such rollout", principal=principal,
+                      message=rollout_id, link="/console", link_text="Console")  # fmt: skip
+    return render(request, "rollout.html", title=f"Rollout {rollout_id}", principal=principal,
+                  rollout=rollout.json(), health=health.json())  # fmt: skip

@@ -13,6 +13,7 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -76,6 +77,7 @@ async def store_page(request: Request, store_id: str, session: SessionDep) -> Re
     orders = await repository.recent_orders(session, merchant_id, store_id, midnight, 100)
     count, completed, revenue = await repository.totals_since(session, merchant_id, store_id, midnight)
     names = dict(await repository.stores_of(session, merchant_id))
+    books = await _books(request, store_id)
     return render(
         request,
         "store.html",
@@ -86,4 +88,34 @@ async def store_page(request: Request, store_id: str, session: SessionDep) -> Re
         orders=orders,
         since=max((o["seq"] for o in orders), default=""),
         today={"orders": count, "completed": completed, "revenue": revenue},
+        **books,
     )
+
+
+async def _books(request: Request, store_id: str) -> dict[str, Any]:
+    """The store's books from the portal, read with the person's own token (its tenancy rules apply): recent
+    shifts, Z reports with the chain's verification, and the latest sealed day's reconciliation."""
+    tokens = await web.session_of(request)
+    assert tokens is not None
+    http: httpx.AsyncClient = request.app.state.web_http
+    portal = request.app.state.settings.portal_url.rstrip("/")
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    async def read(path: str, **params: Any) -> Any:
+        try:
+            answer = await http.get(f"{portal}{path}", params=params, headers=headers)
+        except httpx.HTTPError:
+            return None
+        return answer.json() if answer.status_code == 200 else None
+
+    shifts = await read("/shifts", store_id=store_id, limit=5)
+    reports = await read(f"/stores/{store_id}/closeouts", verify="true", limit=7)
+    latest = (reports or {}).get("items") or []
+    reconciliation = await read(f"/stores/{store_id}/reconciliations/{latest[0]['business_date']}") if latest else None
+    return {
+        "books_available": shifts is not None and reports is not None,
+        "shifts": (shifts or {}).get("items", []),
+        "reports": latest,
+        "chain": (reports or {}).get("verification"),
+        "reconciliation": reconciliation,
+    }
